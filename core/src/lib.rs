@@ -1,0 +1,26 @@
+//! Kolbak's shared core: the data model every stage agrees on (events, subscriptions, API keys,
+//! scopes, signing secrets), the narrow storage interfaces ([`Registry`], [`Queue`]) that hide
+//! whether Kolbak runs on Kubernetes + Kafka or on one machine, configuration loading, telemetry,
+//! and the embedded SQLite store used by `kolbak standalone`.
+
+pub mod api_key;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod id;
+pub mod queue;
+pub mod registry;
+pub mod scope;
+pub mod secret;
+
+pub mod subscription;
+pub mod telemetry;
+
+pub use api_key::{ApiKey, ApiKeyPatch};
+pub use error::{Error, Result};
+pub use event::{Event, NewEvent};
+pub use queue::{Publish, Queue};
+pub use registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
+pub use scope::Scope;
+pub use secret::{ApiKeySecret, KeyHash, SigningSecret};
+pub use subscription::{EventPattern, Ordering, SigningSecrets, Subscription, SubscriptionPatch};
