@@ -41,3 +41,28 @@ pub fn init(format: LogFormat, filter: &str) -> Result<()> {
     };
     installed.map_err(|e| Error::Configuration(format!("logging already initialised: {e}")))
 }
+
+/// The process's Prometheus metrics registry, shared by every component running in it; each
+/// registers its metrics once at start, `/metrics` encodes them all.
+#[derive(Clone, Default)]
+pub struct MetricsRegistry(
+    std::sync::Arc<std::sync::RwLock<prometheus_client::registry::Registry>>,
+);
+
+impl MetricsRegistry {
+    /// Registers metrics under the `kolbak` prefix.
+    pub fn register(&self, register: impl FnOnce(&mut prometheus_client::registry::Registry)) {
+        // A poisoned lock only means another registration panicked; the registry is still usable.
+        let mut registry = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        register(registry.sub_registry_with_prefix("kolbak"));
+    }
+
+    /// Encodes every metric in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String> {
+        let registry = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .map_err(|e| Error::Configuration(format!("metrics encoding failed: {e}")))?;
+        Ok(text)
+    }
+}
