@@ -83,7 +83,10 @@ pub fn validate_name(value: &str) -> Result<()> {
         return Err(Error::invalid("name", "must be at most 255 characters"));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid("name", "must not contain control characters"));
+        return Err(Error::invalid(
+            "name",
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -109,7 +112,11 @@ mod tests {
 
     #[test]
     fn scopes_are_normalized() {
-        let scopes = normalize_scopes(vec![Scope::WriteEvents, Scope::ReadKeys, Scope::WriteEvents]);
+        let scopes = normalize_scopes(vec![
+            Scope::WriteEvents,
+            Scope::ReadKeys,
+            Scope::WriteEvents,
+        ]);
         assert_eq!(scopes, vec![Scope::ReadKeys, Scope::WriteEvents]);
     }
 

@@ -121,7 +121,10 @@ pub mod from_text {
     }
 
     /// Serializes `T` as its `Display` text.
-    pub fn serialize<S: Serializer, T: Display>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, T: Display>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.collect_str(value)
     }
 }
@@ -247,7 +250,10 @@ mod tests {
     #[test]
     fn layers_override_in_order() -> anyhow_free::Result {
         let mut file = tempfile::NamedTempFile::new()?;
-        writeln!(file, "listen = \"0.0.0.0:1\"\nmax_bytes = 20\nschedule = [\"1s\", \"2s\"]")?;
+        writeln!(
+            file,
+            "listen = \"0.0.0.0:1\"\nmax_bytes = 20\nschedule = [\"1s\", \"2s\"]"
+        )?;
         let env = env_map(&[
             ("KOLBAK_MAX_BYTES", "30"),
             ("KOLBAK_SECRET", "007"),
@@ -264,32 +270,58 @@ mod tests {
         assert!(s.enabled);
         assert_eq!(s.secret.as_deref(), Some("007"));
         assert_eq!(s.timeout, Duration::from_secs(2));
-        assert_eq!(s.schedule, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+        assert_eq!(
+            s.schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
 
-        let s: Sample = load(None, env_map(&[("KOLBAK_SCHEDULE", "1s, 5m")]), &Flags::default())?;
-        assert_eq!(s.schedule, vec![Duration::from_secs(1), Duration::from_secs(300)]);
+        let s: Sample = load(
+            None,
+            env_map(&[("KOLBAK_SCHEDULE", "1s, 5m")]),
+            &Flags::default(),
+        )?;
+        assert_eq!(
+            s.schedule,
+            vec![Duration::from_secs(1), Duration::from_secs(300)]
+        );
         assert_eq!(s.listen, "127.0.0.1:8080");
         Ok(())
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = load::<Sample>(None, env_map(&[("KOLBAK_MAX_BYTES", "lots")]), &Flags::default())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = load::<Sample>(
+            None,
+            env_map(&[("KOLBAK_MAX_BYTES", "lots")]),
+            &Flags::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("KOLBAK_MAX_BYTES"), "{err}");
-        let err = load::<Sample>(None, env_map(&[("KOLBAK_TIMEOUT", "soon")]), &Flags::default())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = load::<Sample>(
+            None,
+            env_map(&[("KOLBAK_TIMEOUT", "soon")]),
+            &Flags::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("KOLBAK_TIMEOUT"), "{err}");
-        let err = load::<Sample>(None, env_map(&[("KOLBAK_MAX_BYTES", "0")]), &Flags::default())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = load::<Sample>(
+            None,
+            env_map(&[("KOLBAK_MAX_BYTES", "0")]),
+            &Flags::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("KOLBAK_MAX_BYTES"), "{err}");
-        let missing = load::<Sample>(Some(Path::new("/nonexistent/kolbak.toml")), env_map(&[]), &Flags::default());
+        let missing = load::<Sample>(
+            Some(Path::new("/nonexistent/kolbak.toml")),
+            env_map(&[]),
+            &Flags::default(),
+        );
         assert!(missing.is_err());
     }
 

@@ -120,7 +120,10 @@ pub fn validate_event_type(field: &str, value: &str) -> Result<()> {
         ));
     }
     if value.starts_with('.') || value.ends_with('.') || value.contains("..") {
-        return Err(Error::invalid(field, "must not have empty `.`-separated parts"));
+        return Err(Error::invalid(
+            field,
+            "must not have empty `.`-separated parts",
+        ));
     }
     Ok(())
 }
@@ -142,17 +145,22 @@ mod tests {
     use serde_json::json;
 
     fn new_event(value: serde_json::Value) -> Result<AcceptedEvent> {
-        let parsed: NewEvent = serde_json::from_value(value).map_err(|e| Error::invalid("body", e.to_string()))?;
+        let parsed: NewEvent =
+            serde_json::from_value(value).map_err(|e| Error::invalid("body", e.to_string()))?;
         parsed.accept(Utc::now())
     }
 
     #[test]
     fn defaults_are_filled() {
         let now = Utc::now();
-        let accepted = serde_json::from_value::<NewEvent>(json!({"event": "order.created", "payload": {"n": 1}}))
-            .map_err(|e| e.to_string())
-            .and_then(|e| e.accept(now).map_err(|e| e.to_string()));
-        let Ok(accepted) = accepted else { panic!("{accepted:?}") };
+        let accepted = serde_json::from_value::<NewEvent>(
+            json!({"event": "order.created", "payload": {"n": 1}}),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|e| e.accept(now).map_err(|e| e.to_string()));
+        let Ok(accepted) = accepted else {
+            panic!("{accepted:?}")
+        };
         assert!(crate::id::is_ulid(&accepted.event.id));
         assert_eq!(accepted.event.event_time, now);
         assert_eq!(accepted.event.source, None);
@@ -164,9 +172,14 @@ mod tests {
             "id": "evt_1", "event": "order.created", "event_time": "2026-01-02T03:04:05Z",
             "source": "shop", "ordering_key": "cust-7", "payload": [1, 2]
         }));
-        let Ok(accepted) = accepted else { panic!("{accepted:?}") };
+        let Ok(accepted) = accepted else {
+            panic!("{accepted:?}")
+        };
         assert_eq!(accepted.event.id, "evt_1");
-        assert_eq!(accepted.event.event_time.to_rfc3339(), "2026-01-02T03:04:05+00:00");
+        assert_eq!(
+            accepted.event.event_time.to_rfc3339(),
+            "2026-01-02T03:04:05+00:00"
+        );
         assert_eq!(accepted.ordering_key.as_deref(), Some("cust-7"));
         let body = serde_json::to_value(&accepted.event).unwrap_or_default();
         assert!(body.get("ordering_key").is_none());
@@ -183,7 +196,10 @@ mod tests {
             (json!({"event": "a b", "payload": 1}), "event"),
             (json!({"event": "a..b", "payload": 1}), "event"),
             (json!({"event": "a.*", "payload": 1}), "event"),
-            (json!({"event": "a", "source": "x\u{0}", "payload": 1}), "source"),
+            (
+                json!({"event": "a", "source": "x\u{0}", "payload": 1}),
+                "source",
+            ),
         ] {
             match new_event(body) {
                 Err(Error::InvalidField { field: f, .. }) => assert_eq!(f, field),

@@ -1,9 +1,21 @@
 //! Identifiers: Kolbak names every object it creates with a lowercase ULID, so ids sort by
 //! creation time and are valid Kubernetes object names.
 
-/// A new lowercase ULID, e.g. `01jc5n1b4m6q8vy9z0x2w3t4r5`.
+use std::sync::{Mutex, PoisonError};
+
+/// One generator per process, so ids made within the same millisecond still increase and
+/// listings ordered by id are in creation order.
+static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+
+/// A new lowercase ULID, e.g. `01jc5n1b4m6q8vy9z0x2w3t4r5`; each is greater than the last.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string().to_ascii_lowercase()
+    let generated = GENERATOR
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .generate();
+    // Overflow needs 2^80 ids in one millisecond; a random id is the sane answer if it happens.
+    let id = generated.unwrap_or_else(|_| ulid::Ulid::new());
+    id.to_string().to_ascii_lowercase()
 }
 
 /// True when `s` is a lowercase or uppercase ULID.
@@ -14,6 +26,12 @@ pub fn is_ulid(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_increase_within_a_millisecond() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn ids_are_lowercase_ulids_in_creation_order() {

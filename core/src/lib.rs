@@ -12,7 +12,7 @@ pub mod queue;
 pub mod registry;
 pub mod scope;
 pub mod secret;
-
+pub mod sqlite;
 pub mod subscription;
 pub mod telemetry;
 
@@ -23,4 +23,5 @@ pub use queue::{Publish, Queue};
 pub use registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
 pub use scope::Scope;
 pub use secret::{ApiKeySecret, KeyHash, SigningSecret};
+pub use sqlite::SqliteStore;
 pub use subscription::{EventPattern, Ordering, SigningSecrets, Subscription, SubscriptionPatch};

@@ -59,13 +59,19 @@ pub struct SubscriptionFilter {
 impl SubscriptionFilter {
     /// True when `subscription` passes the filter.
     pub fn admits(&self, subscription: &Subscription) -> bool {
-        (self.ids.is_empty() || self.ids.iter().any(|id| *id == subscription.id))
+        (self.ids.is_empty() || self.ids.contains(&subscription.id))
             && (self.events.is_empty()
-                || self.events.iter().any(|e| {
-                    subscription.event.as_str() == e || subscription.event.matches(e)
-                }))
-            && self.is_active.is_none_or(|active| active == subscription.is_active)
-            && self.pool.as_ref().is_none_or(|pool| *pool == subscription.pool)
+                || self
+                    .events
+                    .iter()
+                    .any(|e| subscription.event.as_str() == e || subscription.event.matches(e)))
+            && self
+                .is_active
+                .is_none_or(|active| active == subscription.is_active)
+            && self
+                .pool
+                .as_ref()
+                .is_none_or(|pool| *pool == subscription.pool)
     }
 }
 

@@ -4,7 +4,17 @@ use serde::{Deserialize, Serialize};
 
 /// What a credential may do. The bootstrap admin holds every scope.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub enum Scope {
     /// List and read webhook subscriptions.

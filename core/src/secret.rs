@@ -38,7 +38,10 @@ impl SigningSecret {
     /// Validates a caller-supplied secret.
     pub fn parse(value: &str) -> Result<Self> {
         let encoded = value.strip_prefix(SIGNING_SECRET_PREFIX).ok_or_else(|| {
-            Error::invalid("secret", format!("must start with `{SIGNING_SECRET_PREFIX}`"))
+            Error::invalid(
+                "secret",
+                format!("must start with `{SIGNING_SECRET_PREFIX}`"),
+            )
         })?;
         let bytes = STANDARD
             .decode(encoded)
@@ -56,7 +59,10 @@ impl SigningSecret {
 
     /// The HMAC key: the base64-decoded bytes after the prefix.
     pub fn key_bytes(&self) -> Vec<u8> {
-        let encoded = self.0.strip_prefix(SIGNING_SECRET_PREFIX).unwrap_or(&self.0);
+        let encoded = self
+            .0
+            .strip_prefix(SIGNING_SECRET_PREFIX)
+            .unwrap_or(&self.0);
         STANDARD.decode(encoded).unwrap_or_default()
     }
 
@@ -126,7 +132,7 @@ impl std::fmt::Debug for ApiKeySecret {
 
 /// SHA-256 of a secret. Keys are 256-bit random values, so a fast hash is enough: there is
 /// nothing to brute-force.
-#[derive(Clone, Copy, Eq, Hash)]
+#[derive(Clone, Copy, Eq)]
 pub struct KeyHash([u8; 32]);
 
 impl KeyHash {
@@ -157,6 +163,12 @@ impl KeyHash {
 impl PartialEq for KeyHash {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::hash::Hash for KeyHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 

@@ -111,10 +111,10 @@ impl SigningSecrets {
     /// Every secret that signs a delivery made at `now`, current first.
     pub fn valid_at(&self, now: DateTime<Utc>) -> Vec<&SigningSecret> {
         let mut secrets = vec![&self.current];
-        if let (Some(previous), Some(until)) = (&self.previous, self.previous_expires_at) {
-            if now < until {
-                secrets.push(previous);
-            }
+        if let (Some(previous), Some(until)) = (&self.previous, self.previous_expires_at)
+            && now < until
+        {
+            secrets.push(previous);
         }
         secrets
     }
@@ -189,7 +189,10 @@ impl SubscriptionPatch {
         if let Some(pool) = &self.pool {
             validate_pool(pool)?;
         }
-        validate_limit("rate_limit_per_second", self.rate_limit_per_second.flatten())?;
+        validate_limit(
+            "rate_limit_per_second",
+            self.rate_limit_per_second.flatten(),
+        )?;
         validate_limit("max_in_flight", self.max_in_flight.flatten())
     }
 
@@ -246,7 +249,10 @@ pub fn validate_callback_url(value: &str) -> Result<()> {
 /// Checks a description: at most 1024 characters.
 pub fn validate_description(value: &str) -> Result<()> {
     if value.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::invalid("description", "must be at most 1024 characters"));
+        return Err(Error::invalid(
+            "description",
+            "must be at most 1024 characters",
+        ));
     }
     Ok(())
 }
@@ -307,8 +313,16 @@ mod tests {
     fn callback_urls_are_checked() {
         assert!(validate_callback_url("https://example.com/hook").is_ok());
         assert!(validate_callback_url("http://127.0.0.1:9000/x").is_ok());
-        for bad in ["ftp://x", "not a url", "https://user:pw@example.com/", "/relative"] {
-            assert!(validate_callback_url(bad).is_err(), "{bad} should be refused");
+        for bad in [
+            "ftp://x",
+            "not a url",
+            "https://user:pw@example.com/",
+            "/relative",
+        ] {
+            assert!(
+                validate_callback_url(bad).is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 
@@ -320,7 +334,10 @@ mod tests {
         let mut secrets = SigningSecrets::new(first.clone());
         secrets.rotate(second.clone(), now + chrono::Duration::hours(24));
         assert_eq!(secrets.valid_at(now), vec![&second, &first]);
-        assert_eq!(secrets.valid_at(now + chrono::Duration::hours(25)), vec![&second]);
+        assert_eq!(
+            secrets.valid_at(now + chrono::Duration::hours(25)),
+            vec![&second]
+        );
     }
 
     #[test]

@@ -53,13 +53,19 @@ impl MetricsRegistry {
     /// Registers metrics under the `kolbak` prefix.
     pub fn register(&self, register: impl FnOnce(&mut prometheus_client::registry::Registry)) {
         // A poisoned lock only means another registration panicked; the registry is still usable.
-        let mut registry = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut registry = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         register(registry.sub_registry_with_prefix("kolbak"));
     }
 
     /// Encodes every metric in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String> {
-        let registry = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry)
             .map_err(|e| Error::Configuration(format!("metrics encoding failed: {e}")))?;

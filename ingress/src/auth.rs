@@ -109,7 +109,12 @@ impl TokenKeys {
     }
 
     /// Issues a token for `client_id` with `scopes`.
-    pub fn issue(&self, client_id: &str, kind: ClientKind, scopes: &[Scope]) -> Result<String, ApiError> {
+    pub fn issue(
+        &self,
+        client_id: &str,
+        kind: ClientKind,
+        scopes: &[Scope],
+    ) -> Result<String, ApiError> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.to_owned(),
@@ -133,7 +138,11 @@ impl TokenKeys {
 
 /// Scopes as a space-separated string.
 pub fn scope_string(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parses a space-separated scope string, ignoring unknown scopes.
@@ -165,7 +174,11 @@ impl Principal {
     /// Fails with 403 unless the caller holds every scope in `scopes` (no privilege escalation
     /// through key creation).
     pub fn require_all(&self, scopes: &[Scope]) -> Result<(), ApiError> {
-        let missing: Vec<Scope> = scopes.iter().copied().filter(|s| !self.scopes.contains(s)).collect();
+        let missing: Vec<Scope> = scopes
+            .iter()
+            .copied()
+            .filter(|s| !self.scopes.contains(s))
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
@@ -197,7 +210,10 @@ impl FromRequestParts<AppState> for Principal {
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
                 .ok_or(ApiError::Unauthenticated(
                     "the Authorization header must be `Bearer <access token>`",
                 ))?;
@@ -224,13 +240,14 @@ async fn principal_from_claims(state: &AppState, claims: Claims) -> Result<Princ
         ClientKind::Admin => Err(ApiError::Unauthenticated("invalid or expired access token")),
         ClientKind::Key => {
             // A deleted key's tokens stop working at once, and a narrowed key's tokens narrow too.
-            let key = state
-                .registry()
-                .get_api_key(&claims.sub)
-                .await?
-                .ok_or(ApiError::Unauthenticated("the API key behind this token was deleted"))?;
+            let key = state.registry().get_api_key(&claims.sub).await?.ok_or(
+                ApiError::Unauthenticated("the API key behind this token was deleted"),
+            )?;
             touch(state, &key).await;
-            let scopes = token_scopes.into_iter().filter(|s| key.scopes.contains(s)).collect();
+            let scopes = token_scopes
+                .into_iter()
+                .filter(|s| key.scopes.contains(s))
+                .collect();
             Ok(Principal {
                 client_id: key.id,
                 kind: ClientKind::Key,
@@ -243,7 +260,10 @@ async fn principal_from_claims(state: &AppState, claims: Claims) -> Result<Princ
 /// Records key use, at most once per [`TOUCH_INTERVAL`]; a failure is logged, not fatal.
 async fn touch(state: &AppState, key: &ApiKey) {
     let now = Utc::now();
-    if key.last_accessed_at.is_some_and(|at| now - at < TOUCH_INTERVAL) {
+    if key
+        .last_accessed_at
+        .is_some_and(|at| now - at < TOUCH_INTERVAL)
+    {
         return;
     }
     if let Err(error) = state.registry().touch_api_key(&key.id, now).await {
@@ -264,7 +284,9 @@ mod tests {
         let keys = keys();
         let token = keys.issue("admin", ClientKind::Admin, &Scope::ALL);
         let claims = token.and_then(|t| keys.verify(&t));
-        let Ok(claims) = claims else { panic!("{claims:?}") };
+        let Ok(claims) = claims else {
+            panic!("{claims:?}")
+        };
         assert_eq!(claims.sub, "admin");
         assert_eq!(parse_scopes(&claims.scope), Scope::ALL.to_vec());
     }
@@ -273,7 +295,9 @@ mod tests {
     fn tokens_with_wrong_key_algorithm_or_expiry_are_refused() {
         let keys = keys();
         let other = TokenKeys::new(&[8u8; 32], Duration::from_secs(3600));
-        let Ok(token) = other.issue("admin", ClientKind::Admin, &Scope::ALL) else { panic!() };
+        let Ok(token) = other.issue("admin", ClientKind::Admin, &Scope::ALL) else {
+            panic!()
+        };
         assert!(keys.verify(&token).is_err(), "wrong key");
 
         let now = Utc::now().timestamp();
@@ -286,21 +310,39 @@ mod tests {
             exp: now - 3600,
         };
         let secret = EncodingKey::from_secret(&[7u8; 32]);
-        let Ok(token) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &secret) else { panic!() };
+        let Ok(token) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &secret)
+        else {
+            panic!()
+        };
         assert!(keys.verify(&token).is_err(), "expired");
 
-        let fresh = Claims { exp: now + 600, iat: now, ..expired };
-        let Ok(hs512) = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &fresh, &secret) else { panic!() };
+        let fresh = Claims {
+            exp: now + 600,
+            iat: now,
+            ..expired
+        };
+        let Ok(hs512) = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &fresh, &secret)
+        else {
+            panic!()
+        };
         assert!(keys.verify(&hs512).is_err(), "other algorithm");
 
         // alg=none: header {"alg":"none"} with the same claims and an empty signature.
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let Ok(body) = serde_json::to_vec(&fresh) else { panic!() };
-        let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), b64.encode(body));
+        let Ok(body) = serde_json::to_vec(&fresh) else {
+            panic!()
+        };
+        let none = format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(body)
+        );
         assert!(keys.verify(&none).is_err(), "alg none");
 
-        let Ok(good) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &fresh, &secret) else { panic!() };
+        let Ok(good) = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &fresh, &secret) else {
+            panic!()
+        };
         assert!(keys.verify(&good).is_ok());
     }
 

@@ -64,28 +64,29 @@ impl ApiConfig {
                 "KOLBAK_ADMIN_CLIENT_ID and KOLBAK_ADMIN_CLIENT_SECRET must be set together".into(),
             ));
         }
-        if let Some(id) = &self.admin_client_id {
-            if id.trim().is_empty() || id.len() > 255 {
-                return Err(Error::Configuration(
-                    "KOLBAK_ADMIN_CLIENT_ID must be 1 to 255 characters".into(),
-                ));
-            }
+        if let Some(id) = &self.admin_client_id
+            && (id.trim().is_empty() || id.len() > 255)
+        {
+            return Err(Error::Configuration(
+                "KOLBAK_ADMIN_CLIENT_ID must be 1 to 255 characters".into(),
+            ));
         }
-        if let Some(secret) = &self.admin_client_secret {
-            if secret.len() < 16 {
-                return Err(Error::Configuration(
-                    "KOLBAK_ADMIN_CLIENT_SECRET must be at least 16 characters".into(),
-                ));
-            }
+        if let Some(secret) = &self.admin_client_secret
+            && secret.len() < 16
+        {
+            return Err(Error::Configuration(
+                "KOLBAK_ADMIN_CLIENT_SECRET must be at least 16 characters".into(),
+            ));
         }
-        if let Some(secret) = &self.jwt_secret {
-            if secret.len() < MIN_JWT_SECRET_LEN {
-                return Err(Error::Configuration(format!(
-                    "KOLBAK_JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes"
-                )));
-            }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < MIN_JWT_SECRET_LEN
+        {
+            return Err(Error::Configuration(format!(
+                "KOLBAK_JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes"
+            )));
         }
-        if self.token_ttl < Duration::from_secs(60) || self.token_ttl > Duration::from_secs(86_400) {
+        if self.token_ttl < Duration::from_secs(60) || self.token_ttl > Duration::from_secs(86_400)
+        {
             return Err(Error::Configuration(
                 "KOLBAK_TOKEN_TTL must be between 1m and 24h".into(),
             ));
@@ -117,14 +118,33 @@ mod tests {
     fn bad_values_name_the_variable() {
         let cases: Vec<(ApiConfig, &str)> = vec![
             (
-                ApiConfig { admin_client_id: Some("a".into()), ..Default::default() },
+                ApiConfig {
+                    admin_client_id: Some("a".into()),
+                    ..Default::default()
+                },
                 "KOLBAK_ADMIN_CLIENT_SECRET",
             ),
-            (ApiConfig { jwt_secret: Some("short".into()), ..Default::default() }, "KOLBAK_JWT_SECRET"),
-            (ApiConfig { max_payload_bytes: 1, ..Default::default() }, "KOLBAK_MAX_PAYLOAD_BYTES"),
+            (
+                ApiConfig {
+                    jwt_secret: Some("short".into()),
+                    ..Default::default()
+                },
+                "KOLBAK_JWT_SECRET",
+            ),
+            (
+                ApiConfig {
+                    max_payload_bytes: 1,
+                    ..Default::default()
+                },
+                "KOLBAK_MAX_PAYLOAD_BYTES",
+            ),
         ];
         for (config, name) in cases {
-            let message = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            let message = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(message.contains(name), "{message}");
         }
     }

@@ -41,7 +41,8 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -54,7 +55,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => {
+            // A data error can mask a syntax error further on; the body must be JSON first.
+            serde_json::error::Category::Data
+                if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() =>
+            {
                 let reason = inner.to_string();
                 let field = field_name(&path, &reason);
                 ApiError::InvalidField {
@@ -80,6 +84,7 @@ fn field_name(path: &str, reason: &str) -> String {
         .filter(|_| reason.starts_with("missing field") || reason.starts_with("unknown field"));
     match (path, quoted) {
         (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => path.to_owned(),
         (_, Some(name)) => format!("{path}.{name}"),
         (".", None) => "body".to_owned(),
         (path, None) => path.to_owned(),
@@ -104,7 +109,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         axum_extra::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid query string: {}", e.body_text())))
+            .map_err(|e| {
+                ApiError::InvalidRequest(format!("invalid query string: {}", e.body_text()))
+            })
     }
 }
 
@@ -162,7 +169,13 @@ mod tests {
     #[test]
     fn syntax_errors_are_malformed() {
         for bad in ["", "{", "{\"name\": }", "[1,", "{} trailing"] {
-            assert!(matches!(parse_json::<Body>(bad.as_bytes()), Err(ApiError::MalformedJson(_))), "{bad}");
+            assert!(
+                matches!(
+                    parse_json::<Body>(bad.as_bytes()),
+                    Err(ApiError::MalformedJson(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
@@ -170,8 +183,14 @@ mod tests {
     fn data_errors_name_the_field() {
         assert_eq!(field_of(r#"{"count": 1}"#).0, "name");
         assert_eq!(field_of(r#"{"name": "x", "count": "one"}"#).0, "count");
-        assert_eq!(field_of(r#"{"name": "x", "count": 1, "extra": 2}"#).0, "extra");
-        assert_eq!(field_of(r#"{"name": "x", "count": 1, "nested": {"flag": 3}}"#).0, "nested.flag");
+        assert_eq!(
+            field_of(r#"{"name": "x", "count": 1, "extra": 2}"#).0,
+            "extra"
+        );
+        assert_eq!(
+            field_of(r#"{"name": "x", "count": 1, "nested": {"flag": 3}}"#).0,
+            "nested.flag"
+        );
         assert_eq!(field_of(r#"[]"#).0, "body");
     }
 }

@@ -4,6 +4,7 @@
 //! standalone (SQLite) and cluster (Kubernetes + Kafka) deployments.
 
 pub mod auth;
+pub mod bootstrap;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -38,12 +38,14 @@ impl CredentialLimiter {
         if limiter.len() > MAX_TRACKED {
             limiter.retain_recent();
         }
-        limiter.check_key(&credential.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            ApiError::RateLimited {
-                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-            }
-        })
+        limiter
+            .check_key(&credential.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.clock.now());
+                ApiError::RateLimited {
+                    retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                }
+            })
     }
 }
 
@@ -60,7 +62,10 @@ mod tests {
             Err(ApiError::RateLimited { retry_after_secs }) => assert!(retry_after_secs >= 1),
             other => panic!("expected rate limit, got {other:?}"),
         }
-        assert!(limiter.admit("b").is_ok(), "other credentials are unaffected");
+        assert!(
+            limiter.admit("b").is_ok(),
+            "other credentials are unaffected"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Extension};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, middleware};
-use kolbak_core::registry::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use kolbak_core::Page;
+use kolbak_core::registry::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use serde::Deserialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -52,7 +52,10 @@ impl PageQuery {
                 reason: format!("must be between 1 and {MAX_PAGE_LIMIT}"),
             });
         }
-        Ok(Page { limit, offset: self.offset.unwrap_or(0) })
+        Ok(Page {
+            limit,
+            offset: self.offset.unwrap_or(0),
+        })
     }
 }
 
@@ -64,7 +67,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
-        .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(events::publish_event))
         .routes(routes!(health::healthz))
@@ -87,7 +94,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(Arc::new(api)))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::record))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::record,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -40,7 +40,12 @@ pub async fn publish_event(
     let accepted = body.accept(Utc::now())?;
     let outcome = state.queue().publish(&accepted).await?;
     let duplicate = outcome == Publish::Duplicate;
-    state.metrics().event(if duplicate { "duplicate" } else { "accepted" });
-    let answer = EventAccepted { id: accepted.event.id, duplicate };
+    state
+        .metrics()
+        .event(if duplicate { "duplicate" } else { "accepted" });
+    let answer = EventAccepted {
+        id: accepted.event.id,
+        duplicate,
+    };
     Ok((StatusCode::ACCEPTED, Json(Envelope::data(answer))))
 }

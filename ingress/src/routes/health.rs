@@ -51,7 +51,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .encode()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response())

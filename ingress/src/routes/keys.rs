@@ -105,7 +105,11 @@ pub async fn list_keys(
     principal.require(Scope::ReadKeys)?;
     let page = query.page()?;
     let listing = state.registry().list_api_keys(page).await?;
-    let pagination = Pagination { limit: page.limit, offset: page.offset, total: listing.total };
+    let pagination = Pagination {
+        limit: page.limit,
+        offset: page.offset,
+        total: listing.total,
+    };
     let items = listing.items.into_iter().map(KeyView::from).collect();
     Ok(Json(Envelope::page(items, pagination)))
 }
@@ -142,7 +146,10 @@ pub async fn create_key(
     };
     let key = state.registry().create_api_key(key).await?;
     tracing::info!(key_id = %key.id, by = %principal.client_id, "API key created");
-    let created = CreatedKey { view: key.into(), key: secret.expose().to_owned() };
+    let created = CreatedKey {
+        view: key.into(),
+        key: secret.expose().to_owned(),
+    };
     Ok((StatusCode::CREATED, Json(Envelope::data(created))))
 }
 
@@ -156,7 +163,11 @@ pub async fn get_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Envelope<KeyView>>, ApiError> {
     principal.require(Scope::ReadKeys)?;
-    let key = state.registry().get_api_key(&id).await?.ok_or(ApiError::NotFound("API key"))?;
+    let key = state
+        .registry()
+        .get_api_key(&id)
+        .await?
+        .ok_or(ApiError::NotFound("API key"))?;
     Ok(Json(Envelope::data(key.into())))
 }
 

@@ -57,7 +57,12 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self { error, error_description: description.into(), status, retry_after: None }
+        Self {
+            error,
+            error_description: description.into(),
+            status,
+            retry_after: None,
+        }
     }
 
     fn invalid_request(description: impl Into<String>) -> Self {
@@ -65,7 +70,11 @@ impl OAuthError {
     }
 
     fn invalid_client() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        )
     }
 }
 
@@ -75,7 +84,10 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"kolbak\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"kolbak\""),
+            );
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -93,7 +105,9 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     match issue(&state, request).await {
         Ok(token) => {
             let mut response = Json(token).into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(error) => error.into_response(),
@@ -115,22 +129,40 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     }
     let (client_id, secret) = match (basic, body.client_id, body.client_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(OAuthError::invalid_request("send credentials in the body or as Basic auth, not both"));
+            return Err(OAuthError::invalid_request(
+                "send credentials in the body or as Basic auth, not both",
+            ));
         }
         (Some(pair), None, None) => pair,
         (None, Some(id), Some(secret)) => (id, secret),
-        _ => return Err(OAuthError::invalid_request("client_id and client_secret are required")),
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "client_id and client_secret are required",
+            ));
+        }
     };
-    state.limiter().admit(&format!("auth:{client_id}")).map_err(|e| match e {
-        ApiError::RateLimited { retry_after_secs } => OAuthError {
-            retry_after: Some(retry_after_secs),
-            ..OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many token requests")
-        },
-        other => OAuthError::invalid_request(other.to_string()),
-    })?;
+    state
+        .limiter()
+        .admit(&format!("auth:{client_id}"))
+        .map_err(|e| match e {
+            ApiError::RateLimited { retry_after_secs } => OAuthError {
+                retry_after: Some(retry_after_secs),
+                ..OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many token requests",
+                )
+            },
+            other => OAuthError::invalid_request(other.to_string()),
+        })?;
 
     let (kind, granted) = authenticate(state, &client_id, &secret).await?;
-    let scopes = match body.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let scopes = match body
+        .scope
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => granted,
         Some(requested) => {
             let wanted = parse_scopes(requested);
@@ -145,10 +177,17 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
             wanted
         }
     };
-    let access_token = state.tokens().issue(&client_id, kind, &scopes).map_err(|e| {
-        tracing::error!(error = %e, "token signing failed");
-        OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "could not issue a token")
-    })?;
+    let access_token = state
+        .tokens()
+        .issue(&client_id, kind, &scopes)
+        .map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            OAuthError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "could not issue a token",
+            )
+        })?;
     tracing::info!(client_id = %client_id, kind = ?kind, "access token issued");
     Ok(TokenResponse {
         access_token,
@@ -158,7 +197,11 @@ async fn issue(state: &AppState, request: Request) -> Result<TokenResponse, OAut
     })
 }
 
-async fn authenticate(state: &AppState, client_id: &str, secret: &str) -> Result<(ClientKind, Vec<Scope>), OAuthError> {
+async fn authenticate(
+    state: &AppState,
+    client_id: &str,
+    secret: &str,
+) -> Result<(ClientKind, Vec<Scope>), OAuthError> {
     if state.admin().verifies(client_id, secret) {
         return Ok((ClientKind::Admin, Scope::ALL.to_vec()));
     }
@@ -166,7 +209,11 @@ async fn authenticate(state: &AppState, client_id: &str, secret: &str) -> Result
         tracing::error!(error = %e, "registry unavailable during token request");
         OAuthError {
             retry_after: Some(1),
-            ..OAuthError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly")
+            ..OAuthError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "try again shortly",
+            )
         }
     })?;
     match key {
@@ -188,7 +235,9 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Basic "))
-        .ok_or_else(|| OAuthError::invalid_request("Authorization must be Basic client credentials"))?;
+        .ok_or_else(|| {
+            OAuthError::invalid_request("Authorization must be Basic client credentials")
+        })?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()
@@ -205,7 +254,13 @@ async fn read_body(state: &AppState, request: Request) -> Result<TokenRequest, O
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     match content_type.as_str() {
         "application/x-www-form-urlencoded" => Form::<TokenRequest>::from_request(request, state)

@@ -190,7 +190,11 @@ pub async fn list_webhooks(
     ApiQuery(query): ApiQuery<WebhookQuery>,
 ) -> Result<Json<Envelope<Vec<WebhookView>>>, ApiError> {
     principal.require(Scope::ReadWebhooks)?;
-    let page = PageQuery { limit: query.limit, offset: query.offset }.page()?;
+    let page = PageQuery {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
     let filter = SubscriptionFilter {
         ids: split_list(query.ids),
         events: split_list(query.events),
@@ -198,7 +202,11 @@ pub async fn list_webhooks(
         pool: None,
     };
     let listing = state.registry().list_subscriptions(&filter, page).await?;
-    let pagination = Pagination { limit: page.limit, offset: page.offset, total: listing.total };
+    let pagination = Pagination {
+        limit: page.limit,
+        offset: page.offset,
+        total: listing.total,
+    };
     let items = listing.items.into_iter().map(WebhookView::from).collect();
     Ok(Json(Envelope::page(items, pagination)))
 }
@@ -243,7 +251,10 @@ pub async fn create_webhook(
     };
     let created = state.registry().create_subscription(subscription).await?;
     tracing::info!(subscription_id = %created.id, by = %principal.client_id, "webhook created");
-    let body = WebhookWithSecret { view: created.into(), secret: secret.expose().to_owned() };
+    let body = WebhookWithSecret {
+        view: created.into(),
+        secret: secret.expose().to_owned(),
+    };
     Ok((StatusCode::CREATED, Json(Envelope::data(body))))
 }
 
@@ -285,7 +296,10 @@ pub async fn update_webhook(
         ordering: body.ordering,
     };
     patch.validate()?;
-    let updated = state.registry().patch_subscription(&id, patch, Utc::now()).await?;
+    let updated = state
+        .registry()
+        .patch_subscription(&id, patch, Utc::now())
+        .await?;
     let subscription = updated.ok_or(ApiError::NotFound("webhook"))?;
     Ok(Json(Envelope::data(subscription.into())))
 }
@@ -327,6 +341,9 @@ pub async fn rotate_secret(
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
     tracing::info!(subscription_id = %id, by = %principal.client_id, "signing secret rotated");
-    let body = WebhookWithSecret { view: rotated.into(), secret: next.expose().to_owned() };
+    let body = WebhookWithSecret {
+        view: rotated.into(),
+        secret: next.expose().to_owned(),
+    };
     Ok(Json(Envelope::data(body)))
 }

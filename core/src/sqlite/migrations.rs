@@ -1,0 +1,202 @@
+//! The SQLite schema, as an append-only list of migrations.
+//!
+//! The database's `PRAGMA user_version` is the number of migrations applied. Opening a store
+//! applies the missing ones in order, each in its own `IMMEDIATE` transaction together with the
+//! version bump, so a crash leaves the file at a whole version and two processes opening the same
+//! file do not both apply a step. A file whose version is newer than [`SCHEMA_VERSION`] was
+//! written by a newer Kolbak and is refused rather than misread.
+//!
+//! Conventions: timestamps are RFC 3339 UTC text with nine fractional digits and a `Z`
+//! (`2026-01-02T03:04:05.123456789Z`), so they round-trip exactly and sort as text; tables are
+//! `STRICT`. Never edit a released migration: add a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Migration 1: subscriptions, API keys, events and the queue of events awaiting delivery.
+const V1: &str = r#"
+CREATE TABLE subscriptions (
+    id                         TEXT NOT NULL PRIMARY KEY,
+    callback_url               TEXT NOT NULL,
+    event                      TEXT NOT NULL,
+    description                TEXT,
+    is_active                  INTEGER NOT NULL CHECK (is_active IN (0, 1)),
+    pool                       TEXT NOT NULL,
+    rate_limit_per_second      INTEGER,
+    max_in_flight              INTEGER,
+    ordering                   TEXT NOT NULL CHECK (ordering IN ('unordered', 'ordered')),
+    secret_current             TEXT NOT NULL,
+    secret_previous            TEXT,
+    secret_previous_expires_at TEXT,
+    created_at                 TEXT NOT NULL,
+    updated_at                 TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE api_keys (
+    id               TEXT NOT NULL PRIMARY KEY,
+    name             TEXT NOT NULL,
+    description      TEXT,
+    -- JSON array of scope wire names, e.g. ["read:keys","write:events"].
+    scopes           TEXT NOT NULL,
+    -- Lowercase hex SHA-256 of the key; the key itself is never stored.
+    key_hash         TEXT NOT NULL UNIQUE,
+    key_prefix       TEXT NOT NULL,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    last_accessed_at TEXT
+) STRICT;
+
+-- Every accepted event, in acceptance order. AUTOINCREMENT so a seq is never reused, even after
+-- old events are pruned: consumers may keep a seq as a cursor.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    event_type   TEXT NOT NULL,
+    event_time   TEXT NOT NULL,
+    source       TEXT,
+    -- The payload exactly as serde_json serialized it.
+    payload      TEXT NOT NULL,
+    ordering_key TEXT,
+    accepted_at  TEXT NOT NULL
+) STRICT;
+
+-- Events not yet fully delivered. The delivery engine reads it in seq order (its primary key, so
+-- that is the table's natural order) and deletes a row once every delivery the event caused has
+-- reached a durable outcome. No ON DELETE CASCADE: deleting a queued event must fail, not
+-- silently drop it.
+CREATE TABLE event_queue (
+    seq         INTEGER PRIMARY KEY REFERENCES events (seq),
+    enqueued_at TEXT NOT NULL
+) STRICT;
+"#;
+
+/// Every migration, oldest first; migration `n` (1-based) brings the file to version `n`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Applies the migrations `conn`'s file lacks; `path` only names the file in errors.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let target = index as u32 + 1;
+        // IMMEDIATE takes the write lock before reading the version, so a concurrent opener
+        // either sees our result or we see theirs.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::storage)?;
+        let current = user_version(&tx)?;
+        if current > SCHEMA_VERSION {
+            return Err(too_new(path, current));
+        }
+        if current >= target {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(Error::storage)?;
+        tx.pragma_update(None, "user_version", target)
+            .map_err(Error::storage)?;
+        tx.commit().map_err(Error::storage)?;
+        tracing::info!(path = %path.display(), version = target, "migrated SQLite schema");
+    }
+    // Also refuse a newer file when there was nothing to migrate (the loop's check covers only
+    // files older than the newest migration).
+    let current = user_version(conn)?;
+    if current > SCHEMA_VERSION {
+        return Err(too_new(path, current));
+    }
+    Ok(())
+}
+
+/// The file's schema version.
+pub(super) fn user_version(conn: &Connection) -> Result<u32> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(Error::storage)
+}
+
+fn too_new(path: &Path, found: u32) -> Error {
+    Error::Configuration(format!(
+        "the database {} has schema version {found}, but this Kolbak understands only up to \
+         version {SCHEMA_VERSION}; run a newer Kolbak or point KOLBAK_DATA_DIR elsewhere",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )?;
+        stmt.query_map([], |row| row.get(0))?.collect()
+    }
+
+    #[test]
+    fn a_new_file_gets_the_whole_schema() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        drop(SqliteStore::open(&path)?);
+        let conn = Connection::open(&path)?;
+        assert_eq!(user_version(&conn)?, SCHEMA_VERSION);
+        assert_eq!(
+            tables(&conn)?,
+            ["api_keys", "event_queue", "events", "subscriptions"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn reopening_applies_nothing_twice() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        for _ in 0..3 {
+            drop(SqliteStore::open(&path)?);
+        }
+        let mut conn = Connection::open(&path)?;
+        migrate(&mut conn, &path)?;
+        assert_eq!(user_version(&conn)?, SCHEMA_VERSION);
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        drop(SqliteStore::open(&path)?);
+        let conn = Connection::open(&path)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+        drop(conn);
+        match SqliteStore::open(&path) {
+            Err(Error::Configuration(message)) => {
+                let expected = format!("schema version {}", SCHEMA_VERSION + 1);
+                assert!(message.contains(&expected), "{message}");
+                assert!(message.contains("kolbak.db"), "{message}");
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_file_unchanged() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        let conn = Connection::open(&path)?;
+        // A table migration 1 wants to create already exists, so migration 1 fails midway.
+        conn.execute_batch("CREATE TABLE events (x INTEGER)")?;
+        drop(conn);
+        assert!(matches!(SqliteStore::open(&path), Err(Error::Storage(_))));
+        let conn = Connection::open(&path)?;
+        assert_eq!(user_version(&conn)?, 0);
+        assert_eq!(tables(&conn)?, ["events"]);
+        Ok(())
+    }
+}

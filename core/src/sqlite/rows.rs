@@ -1,0 +1,228 @@
+//! Row ⇄ struct mapping for the SQLite store: the column lists every query selects, how each
+//! struct binds to statement parameters, and how text columns (timestamps, patterns, secrets,
+//! scopes, payloads) turn back into typed values. A stored value that no longer parses is a
+//! storage error, never a silently defaulted field.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::types::Type;
+use rusqlite::{Row, Statement, params};
+
+use super::queue::QueuedEvent;
+use crate::api_key::ApiKey;
+use crate::error::Error;
+use crate::event::{AcceptedEvent, Event};
+use crate::scope::Scope;
+use crate::secret::{KeyHash, SigningSecret};
+use crate::subscription::{EventPattern, Ordering, SigningSecrets, Subscription};
+
+/// Subscription columns, in the order [`subscription`] reads and [`bind_subscription`] binds
+/// them (`?1` is the id). A macro so SQL text can be built with `concat!` at compile time.
+macro_rules! subscription_columns {
+    () => {
+        "id, callback_url, event, description, is_active, pool, rate_limit_per_second, \
+         max_in_flight, ordering, secret_current, secret_previous, secret_previous_expires_at, \
+         created_at, updated_at"
+    };
+}
+pub(super) use subscription_columns;
+
+/// API key columns, in the order [`api_key`] reads and [`bind_api_key`] binds them (`?1` is the
+/// id).
+macro_rules! api_key_columns {
+    () => {
+        "id, name, description, scopes, key_hash, key_prefix, created_at, updated_at, \
+         last_accessed_at"
+    };
+}
+pub(super) use api_key_columns;
+
+/// Columns of `events`, in the order [`queued_event`] reads them.
+macro_rules! event_columns {
+    () => {
+        "seq, id, event_type, event_time, source, payload, ordering_key, accepted_at"
+    };
+}
+pub(super) use event_columns;
+
+/// A timestamp as stored: RFC 3339 UTC, nine fractional digits, `Z`. Fixed width (for years
+/// 0–9999), so stored timestamps compare correctly as text.
+pub(super) fn timestamp(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Reads a stored timestamp (anything `DateTime<Utc>`'s `FromStr` accepts, as the API does).
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    text.parse()
+}
+
+/// Wraps a parse failure of column `index` as a rusqlite conversion error.
+fn bad_column<E>(index: usize) -> impl FnOnce(E) -> rusqlite::Error
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into())
+}
+
+fn timestamp_at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+    parse_timestamp(&row.get::<_, String>(index)?).map_err(bad_column(index))
+}
+
+fn optional_timestamp_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    row.get::<_, Option<String>>(index)?
+        .map(|text| parse_timestamp(&text).map_err(bad_column(index)))
+        .transpose()
+}
+
+fn secret_at(row: &Row<'_>, index: usize) -> rusqlite::Result<SigningSecret> {
+    SigningSecret::parse(&row.get::<_, String>(index)?).map_err(bad_column(index))
+}
+
+/// Executes `statement` (an INSERT or UPDATE over `subscription_columns!()`) for `s`.
+pub(super) fn bind_subscription(
+    statement: &mut Statement<'_>,
+    s: &Subscription,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        s.id,
+        s.callback_url,
+        s.event.as_str(),
+        s.description,
+        s.is_active,
+        s.pool,
+        s.rate_limit_per_second,
+        s.max_in_flight,
+        s.ordering.as_str(),
+        s.secrets.current.expose(),
+        s.secrets.previous.as_ref().map(SigningSecret::expose),
+        s.secrets.previous_expires_at.as_ref().map(timestamp),
+        timestamp(&s.created_at),
+        timestamp(&s.updated_at),
+    ])
+}
+
+/// A subscription from a row selecting `subscription_columns!()`.
+pub(super) fn subscription(row: &Row<'_>) -> rusqlite::Result<Subscription> {
+    let event = EventPattern::parse(&row.get::<_, String>(2)?).map_err(bad_column(2))?;
+    let ordering = match row.get_ref(8)?.as_str()? {
+        "unordered" => Ordering::Unordered,
+        "ordered" => Ordering::Ordered,
+        other => {
+            return Err(bad_column(8)(Error::invalid(
+                "ordering",
+                format!("unknown stored ordering `{other}`"),
+            )));
+        }
+    };
+    let previous = row
+        .get::<_, Option<String>>(10)?
+        .map(|text| SigningSecret::parse(&text).map_err(bad_column(10)))
+        .transpose()?;
+    Ok(Subscription {
+        id: row.get(0)?,
+        callback_url: row.get(1)?,
+        event,
+        description: row.get(3)?,
+        is_active: row.get(4)?,
+        pool: row.get(5)?,
+        rate_limit_per_second: row.get(6)?,
+        max_in_flight: row.get(7)?,
+        ordering,
+        secrets: SigningSecrets {
+            current: secret_at(row, 9)?,
+            previous,
+            previous_expires_at: optional_timestamp_at(row, 11)?,
+        },
+        created_at: timestamp_at(row, 12)?,
+        updated_at: timestamp_at(row, 13)?,
+    })
+}
+
+/// Executes `statement` (an INSERT or UPDATE over `api_key_columns!()`) for `key`.
+pub(super) fn bind_api_key(statement: &mut Statement<'_>, key: &ApiKey) -> rusqlite::Result<usize> {
+    let scopes = serde_json::to_string(&key.scopes)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    statement.execute(params![
+        key.id,
+        key.name,
+        key.description,
+        scopes,
+        key.key_hash.to_hex(),
+        key.key_prefix,
+        timestamp(&key.created_at),
+        timestamp(&key.updated_at),
+        key.last_accessed_at.as_ref().map(timestamp),
+    ])
+}
+
+/// An API key from a row selecting `api_key_columns!()`.
+pub(super) fn api_key(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    let scopes: Vec<Scope> =
+        serde_json::from_str(row.get_ref(3)?.as_str()?).map_err(bad_column(3))?;
+    let key_hash = KeyHash::from_hex(row.get_ref(4)?.as_str()?).map_err(bad_column(4))?;
+    Ok(ApiKey {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        scopes,
+        key_hash,
+        key_prefix: row.get(5)?,
+        created_at: timestamp_at(row, 6)?,
+        updated_at: timestamp_at(row, 7)?,
+        last_accessed_at: optional_timestamp_at(row, 8)?,
+    })
+}
+
+/// A queued event from a row selecting `event_columns!()`.
+pub(super) fn queued_event(row: &Row<'_>) -> rusqlite::Result<QueuedEvent> {
+    let payload = serde_json::from_str(row.get_ref(5)?.as_str()?).map_err(bad_column(5))?;
+    Ok(QueuedEvent {
+        seq: row.get(0)?,
+        event: AcceptedEvent {
+            event: Event {
+                id: row.get(1)?,
+                event: row.get(2)?,
+                event_time: timestamp_at(row, 3)?,
+                source: row.get(4)?,
+                payload,
+            },
+            ordering_key: row.get(6)?,
+        },
+        accepted_at: timestamp_at(row, 7)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_exactly_and_sort_as_text() {
+        let cases = [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.123456789Z",
+            "1999-12-31T23:59:59.5+02:00",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ];
+        let mut stored = Vec::new();
+        for case in cases {
+            let Ok(at) = case.parse::<DateTime<Utc>>() else {
+                panic!("{case} should parse")
+            };
+            let text = timestamp(&at);
+            assert_eq!(text.len(), 30, "{text}");
+            assert_eq!(parse_timestamp(&text).ok(), Some(at), "{case}");
+            stored.push((at, text));
+        }
+        stored.sort_by(|a, b| a.1.cmp(&b.1));
+        assert!(stored.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+    }
+
+    #[test]
+    fn timestamps_beyond_year_9999_still_round_trip() {
+        let Some(at) = DateTime::<Utc>::from_timestamp(400_000_000_000, 7) else {
+            panic!("in range")
+        };
+        assert_eq!(parse_timestamp(&timestamp(&at)).ok(), Some(at));
+    }
+}

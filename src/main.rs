@@ -1,0 +1,51 @@
+//! `kolbak`: the one binary. Each subcommand wires the library crates for one role; nothing
+//! here decides behaviour.
+
+mod standalone;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes-native webhook delivery.
+#[derive(Debug, Parser)]
+#[command(name = "kolbak", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole service in one process on an embedded SQLite store.
+    Standalone(standalone::StandaloneArgs),
+    /// Write the CustomResourceDefinition YAML files.
+    Crdgen {
+        /// Directory to write into.
+        #[arg(long, default_value = "charts/kolbak/crds")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Standalone(args) => standalone::run(args),
+        Command::Crdgen { out } => crdgen(&out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kolbak: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn crdgen(out: &std::path::Path) -> anyhow::Result<()> {
+    for path in kolbak_crds::write_all(out)? {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

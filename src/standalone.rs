@@ -1,0 +1,171 @@
+//! `kolbak standalone`: the REST API (and, with the delivery engine, the dispatcher) in one
+//! process on the embedded SQLite store in `KOLBAK_DATA_DIR`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use kolbak_core::SqliteStore;
+use kolbak_core::config::{self, Settings};
+use kolbak_core::telemetry::{self, LogFormat, MetricsRegistry};
+use kolbak_ingress::bootstrap::{BootstrapCredentials, Origin};
+use kolbak_ingress::{AdminClient, ApiConfig, AppState};
+use serde::{Deserialize, Serialize};
+
+/// Name of the database file inside the data directory.
+const DATABASE_FILE: &str = "kolbak.db";
+
+/// Settings of `kolbak standalone`: the data directory plus every REST API setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StandaloneConfig {
+    /// Directory holding the SQLite database and generated credentials (`KOLBAK_DATA_DIR`).
+    /// Default `./kolbak-data`.
+    pub data_dir: PathBuf,
+    /// REST API settings.
+    #[serde(flatten)]
+    pub api: ApiConfig,
+}
+
+impl Default for StandaloneConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("kolbak-data"),
+            api: ApiConfig::default(),
+        }
+    }
+}
+
+impl Settings for StandaloneConfig {
+    fn validate(&self) -> kolbak_core::Result<()> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(kolbak_core::Error::Configuration(
+                "KOLBAK_DATA_DIR must not be empty".into(),
+            ));
+        }
+        self.api.validate()
+    }
+}
+
+/// Command-line flags; each overrides the file and the environment.
+#[derive(Debug, Args, Serialize)]
+pub struct StandaloneArgs {
+    /// TOML configuration file (`KOLBAK_CONFIG`).
+    #[arg(long, env = "KOLBAK_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Log format (`KOLBAK_LOG_FORMAT`): auto (JSON unless on a terminal), json, text.
+    #[arg(long, env = "KOLBAK_LOG_FORMAT", value_enum, default_value_t = Format::Auto)]
+    #[serde(skip)]
+    log_format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Auto,
+    Json,
+    Text,
+}
+
+/// Loads configuration, then serves until SIGTERM or Ctrl-C.
+pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
+    let settings: StandaloneConfig = config::load(args.config.as_deref(), std::env::vars(), &args)?;
+    let format = match args.log_format {
+        Format::Auto => LogFormat::Auto,
+        Format::Json => LogFormat::Json,
+        Format::Text => LogFormat::Text,
+    };
+    telemetry::init(format, "info,tower_http=warn")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(settings))
+}
+
+async fn serve(settings: StandaloneConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let (credentials, origin) = BootstrapCredentials::resolve(&settings.api, &settings.data_dir)?;
+    if origin == Origin::GeneratedAdmin {
+        announce(&credentials, &settings);
+    }
+    let store = Arc::new(SqliteStore::open(&settings.data_dir.join(DATABASE_FILE))?);
+    let metrics = MetricsRegistry::default();
+    let state = AppState::new(
+        settings.api.clone(),
+        store.clone(),
+        store,
+        AdminClient::new(
+            &credentials.admin_client_id,
+            &credentials.admin_client_secret,
+        ),
+        credentials.jwt_secret.as_bytes(),
+        metrics,
+    );
+    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (KOLBAK_LISTEN)", settings.api.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %settings.data_dir.display(),
+        "kolbak standalone ready"
+    );
+    kolbak_ingress::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("kolbak standalone stopped");
+    Ok(())
+}
+
+/// Shows freshly generated admin credentials once, on the terminal rather than in the logs.
+#[allow(
+    clippy::print_stdout,
+    reason = "the operator must see the generated secret once; logs must never carry it"
+)]
+fn announce(credentials: &BootstrapCredentials, settings: &StandaloneConfig) {
+    println!(
+        "Generated admin credentials (saved in {}; shown only now):\n  client_id:     {}\n  client_secret: {}",
+        settings
+            .data_dir
+            .join(kolbak_ingress::bootstrap::CREDENTIALS_FILE)
+            .display(),
+        credentials.admin_client_id,
+        credentials.admin_client_secret,
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
