@@ -7,46 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use kolbak_core::SqliteStore;
-use kolbak_core::config::{self, Settings};
+use kolbak_core::config;
+use kolbak_core::sqlite::EmbeddedStoreConfig;
 use kolbak_core::telemetry::{self, LogFormat, MetricsRegistry};
 use kolbak_ingress::bootstrap::{BootstrapCredentials, Origin};
 use kolbak_ingress::{AdminClient, ApiConfig, AppState};
-use serde::{Deserialize, Serialize};
-
-/// Name of the database file inside the data directory.
-const DATABASE_FILE: &str = "kolbak.db";
-
-/// Settings of `kolbak standalone`: the data directory plus every REST API setting.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StandaloneConfig {
-    /// Directory holding the SQLite database and generated credentials (`KOLBAK_DATA_DIR`).
-    /// Default `./kolbak-data`.
-    pub data_dir: PathBuf,
-    /// REST API settings.
-    #[serde(flatten)]
-    pub api: ApiConfig,
-}
-
-impl Default for StandaloneConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("kolbak-data"),
-            api: ApiConfig::default(),
-        }
-    }
-}
-
-impl Settings for StandaloneConfig {
-    fn validate(&self) -> kolbak_core::Result<()> {
-        if self.data_dir.as_os_str().is_empty() {
-            return Err(kolbak_core::Error::Configuration(
-                "KOLBAK_DATA_DIR must not be empty".into(),
-            ));
-        }
-        self.api.validate()
-    }
-}
+use serde::Serialize;
 
 /// Command-line flags; each overrides the file and the environment.
 #[derive(Debug, Args, Serialize)]
@@ -78,7 +44,10 @@ enum Format {
 
 /// Loads configuration, then serves until SIGTERM or Ctrl-C.
 pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
-    let settings: StandaloneConfig = config::load(args.config.as_deref(), std::env::vars(), &args)?;
+    // Each component reads its own settings from the same layers.
+    let file = args.config.as_deref();
+    let api: ApiConfig = config::load(file, std::env::vars(), &args)?;
+    let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
     let format = match args.log_format {
         Format::Auto => LogFormat::Auto,
         Format::Json => LogFormat::Json,
@@ -89,24 +58,25 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(settings))
+        .block_on(serve(api, store))
 }
 
-async fn serve(settings: StandaloneConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+async fn serve(api: ApiConfig, store: EmbeddedStoreConfig) -> anyhow::Result<()> {
+    let data_dir = store.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| {
         format!(
-            "cannot create data directory {}",
-            settings.data_dir.display()
+            "cannot create data directory {} (KOLBAK_DATA_DIR)",
+            data_dir.display()
         )
     })?;
-    let (credentials, origin) = BootstrapCredentials::resolve(&settings.api, &settings.data_dir)?;
+    let (credentials, origin) = BootstrapCredentials::resolve(&api, &data_dir)?;
     if origin == Origin::GeneratedAdmin {
-        announce(&credentials, &settings);
+        announce(&credentials, &store);
     }
-    let store = Arc::new(SqliteStore::open(&settings.data_dir.join(DATABASE_FILE))?);
+    let store = Arc::new(SqliteStore::open(&store.database_path())?);
     let metrics = MetricsRegistry::default();
     let state = AppState::new(
-        settings.api.clone(),
+        api.clone(),
         store.clone(),
         store,
         AdminClient::new(
@@ -116,12 +86,12 @@ async fn serve(settings: StandaloneConfig) -> anyhow::Result<()> {
         credentials.jwt_secret.as_bytes(),
         metrics,
     );
-    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+    let listener = tokio::net::TcpListener::bind(api.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (KOLBAK_LISTEN)", settings.api.listen))?;
+        .with_context(|| format!("cannot listen on {} (KOLBAK_LISTEN)", api.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
-        data_dir = %settings.data_dir.display(),
+        data_dir = %data_dir.display(),
         "kolbak standalone ready"
     );
     kolbak_ingress::serve(listener, state, shutdown_signal()).await?;
@@ -134,10 +104,10 @@ async fn serve(settings: StandaloneConfig) -> anyhow::Result<()> {
     clippy::print_stdout,
     reason = "the operator must see the generated secret once; logs must never carry it"
 )]
-fn announce(credentials: &BootstrapCredentials, settings: &StandaloneConfig) {
+fn announce(credentials: &BootstrapCredentials, store: &EmbeddedStoreConfig) {
     println!(
         "Generated admin credentials (saved in {}; shown only now):\n  client_id:     {}\n  client_secret: {}",
-        settings
+        store
             .data_dir
             .join(kolbak_ingress::bootstrap::CREDENTIALS_FILE)
             .display(),

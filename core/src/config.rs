@@ -73,11 +73,7 @@ fn describe(error: &figment::Error) -> Error {
         let setting = if key.is_empty() {
             "configuration".to_owned()
         } else {
-            format!(
-                "setting `{key}` ({ENV_PREFIX}{} / --{})",
-                key.to_ascii_uppercase(),
-                key.replace('_', "-")
-            )
+            format!("setting `{key}` ({ENV_PREFIX}{})", key.to_ascii_uppercase())
         };
         lines.push(format!("{setting}: {}", e.kind));
     }

@@ -18,6 +18,7 @@ mod migrations;
 mod queue;
 mod registry;
 mod rows;
+mod settings;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use crate::registry::RegistryChange;
 
 pub use migrations::SCHEMA_VERSION;
 pub use queue::QueuedEvent;
+pub use settings::{DATABASE_FILE, EmbeddedStoreConfig};
 
 /// How long a statement waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

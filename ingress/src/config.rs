@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kolbak_core::config::{duration, from_text};
+use kolbak_core::config::{Settings, duration, from_text};
 use kolbak_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +56,9 @@ impl Default for ApiConfig {
     }
 }
 
-impl ApiConfig {
+impl Settings for ApiConfig {
     /// Checks ranges and pairs; errors name the environment variable.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         if self.admin_client_id.is_some() != self.admin_client_secret.is_some() {
             return Err(Error::Configuration(
                 "KOLBAK_ADMIN_CLIENT_ID and KOLBAK_ADMIN_CLIENT_SECRET must be set together".into(),
@@ -108,6 +108,31 @@ impl ApiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kolbak_core::config::{env_map, load};
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let env = env_map(&[("KOLBAK_MAX_PAYLOAD_BYTES", "lots")]);
+        let error = load::<ApiConfig>(
+            None,
+            env,
+            &std::collections::BTreeMap::<String, String>::new(),
+        )
+        .err()
+        .map(|e| e.to_string());
+        let message = error.unwrap_or_default();
+        assert!(message.contains("KOLBAK_MAX_PAYLOAD_BYTES"), "{message}");
+        let env = env_map(&[("KOLBAK_LISTEN", "nowhere")]);
+        let message = load::<ApiConfig>(
+            None,
+            env,
+            &std::collections::BTreeMap::<String, String>::new(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(message.contains("KOLBAK_LISTEN"), "{message}");
+    }
 
     #[test]
     fn defaults_are_valid() {
