@@ -51,7 +51,8 @@ impl Server {
             let mut reader = BufReader::new(out);
             let mut line = String::new();
             let mut first = String::new();
-            if reader.read_line(&mut first)? > 0 && first.starts_with("Generated admin credentials") {
+            if reader.read_line(&mut first)? > 0 && first.starts_with("Generated admin credentials")
+            {
                 stdout.push(first);
                 for _ in 0..2 {
                     line.clear();
@@ -60,17 +61,26 @@ impl Server {
                 }
             }
         }
-        Ok(Self { child, base, stdout })
+        Ok(Self {
+            child,
+            base,
+            stdout,
+        })
     }
 
     fn printed_secret(&self) -> Option<String> {
-        self.stdout
-            .iter()
-            .find_map(|l| l.trim().strip_prefix("client_secret:").map(|s| s.trim().to_owned()))
+        self.stdout.iter().find_map(|l| {
+            l.trim()
+                .strip_prefix("client_secret:")
+                .map(|s| s.trim().to_owned())
+        })
     }
 
     fn terminate(mut self) -> Result<std::process::ExitStatus, Box<dyn std::error::Error>> {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -97,16 +107,28 @@ impl Drop for Server {
     }
 }
 
-async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> Result<String, Box<dyn std::error::Error>> {
+async fn token(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    secret: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
     let reply: Value = http
         .post(format!("{base}/v1/auth"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ])
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    Ok(reply["access_token"].as_str().ok_or("no access_token")?.to_owned())
+    Ok(reply["access_token"]
+        .as_str()
+        .ok_or("no access_token")?
+        .to_owned())
 }
 
 #[tokio::test]
@@ -115,7 +137,9 @@ async fn the_whole_flow_survives_a_graceful_restart() -> TestResult {
     let port = free_port()?;
     let http = reqwest::Client::new();
     let server = Server::start(dir.path(), port)?;
-    let secret = server.printed_secret().ok_or("admin credentials were not printed on first start")?;
+    let secret = server
+        .printed_secret()
+        .ok_or("admin credentials were not printed on first start")?;
     let base = server.base.clone();
 
     let admin = token(&http, &base, "admin", &secret).await?;
@@ -144,11 +168,18 @@ async fn the_whole_flow_survives_a_graceful_restart() -> TestResult {
     assert_eq!(event.status(), 202);
 
     let status = server.terminate()?;
-    assert!(status.success(), "SIGTERM should end kolbak cleanly, got {status}");
+    assert!(
+        status.success(),
+        "SIGTERM should end kolbak cleanly, got {status}"
+    );
 
     // Second start: nothing is printed again, and the old token still works.
     let server = Server::start(dir.path(), port)?;
-    assert_eq!(server.printed_secret(), None, "credentials must be shown only once");
+    assert_eq!(
+        server.printed_secret(),
+        None,
+        "credentials must be shown only once"
+    );
     // The old client's pooled connections died with the first process.
     let http = reqwest::Client::new();
     let hooks: Value = http
@@ -239,7 +270,12 @@ fn crdgen_writes_what_the_chart_holds() -> TestResult {
     for entry in std::fs::read_dir(dir.path())? {
         let entry = entry?;
         let committed = std::fs::read_to_string(chart.join(entry.file_name()))?;
-        assert_eq!(std::fs::read_to_string(entry.path())?, committed, "{:?} drifted", entry.file_name());
+        assert_eq!(
+            std::fs::read_to_string(entry.path())?,
+            committed,
+            "{:?} drifted",
+            entry.file_name()
+        );
         written += 1;
     }
     assert_eq!(written, 3);

@@ -24,22 +24,47 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,40}".prop_map(Value::String),
         prop_oneof![
-            Just("order.created"), Just("*"), Just("a.*"), Just("https://example.com/x"),
-            Just("write:events"), Just("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Just("ordered"),
-            Just("2026-01-01T00:00:00Z"), Just("client_credentials"), Just("")
+            Just("order.created"),
+            Just("*"),
+            Just("a.*"),
+            Just("https://example.com/x"),
+            Just("write:events"),
+            Just("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Just("ordered"),
+            Just("2026-01-01T00:00:00Z"),
+            Just("client_credentials"),
+            Just("")
         ]
         .prop_map(|s| Value::String(s.to_owned())),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         let keys = prop_oneof![
-            Just("id"), Just("event"), Just("payload"), Just("event_time"), Just("source"),
-            Just("ordering_key"), Just("callback_url"), Just("description"), Just("is_active"),
-            Just("secret"), Just("pool"), Just("rate_limit_per_second"), Just("max_in_flight"),
-            Just("ordering"), Just("name"), Just("scopes"), Just("grant_type"), Just("client_id"),
-            Just("client_secret"), Just("scope"), Just("x")
+            Just("id"),
+            Just("event"),
+            Just("payload"),
+            Just("event_time"),
+            Just("source"),
+            Just("ordering_key"),
+            Just("callback_url"),
+            Just("description"),
+            Just("is_active"),
+            Just("secret"),
+            Just("pool"),
+            Just("rate_limit_per_second"),
+            Just("max_in_flight"),
+            Just("ordering"),
+            Just("name"),
+            Just("scopes"),
+            Just("grant_type"),
+            Just("client_id"),
+            Just("client_secret"),
+            Just("scope"),
+            Just("x")
         ];
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
@@ -65,7 +90,10 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let api = Api::new().await;
     let (key, _) = api.key(&["read:keys"]).await;
-    let hook = api.webhook("*").await["id"].as_str().unwrap_or_default().to_owned();
+    let hook = api.webhook("*").await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     Fixture { api, key, hook }
 }
 
