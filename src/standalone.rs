@@ -1,5 +1,5 @@
-//! `kolbak standalone`: the REST API (and, with the delivery engine, the dispatcher) in one
-//! process on the embedded SQLite store in `KOLBAK_DATA_DIR`.
+//! `kolbak standalone`: the REST API and the dispatcher in one process on the embedded SQLite
+//! store in `KOLBAK_DATA_DIR`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +10,9 @@ use kolbak_core::SqliteStore;
 use kolbak_core::config;
 use kolbak_core::sqlite::EmbeddedStoreConfig;
 use kolbak_core::telemetry::{self, LogFormat, MetricsRegistry};
+use kolbak_dispatcher::{Dispatcher, DispatcherConfig, DispatcherParts};
 use kolbak_ingress::bootstrap::{BootstrapCredentials, Origin};
-use kolbak_ingress::{AdminClient, ApiConfig, AppState};
+use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends};
 use serde::Serialize;
 
 /// Command-line flags; each overrides the file and the environment.
@@ -48,6 +49,7 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let file = args.config.as_deref();
     let api: ApiConfig = config::load(file, std::env::vars(), &args)?;
     let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
+    let dispatcher: DispatcherConfig = config::load(file, std::env::vars(), &args)?;
     let format = match args.log_format {
         Format::Auto => LogFormat::Auto,
         Format::Json => LogFormat::Json,
@@ -58,10 +60,14 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(api, store))
+        .block_on(serve(api, store, dispatcher))
 }
 
-async fn serve(api: ApiConfig, store: EmbeddedStoreConfig) -> anyhow::Result<()> {
+async fn serve(
+    api: ApiConfig,
+    store: EmbeddedStoreConfig,
+    dispatcher: DispatcherConfig,
+) -> anyhow::Result<()> {
     let data_dir = store.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| {
         format!(
@@ -77,15 +83,28 @@ async fn serve(api: ApiConfig, store: EmbeddedStoreConfig) -> anyhow::Result<()>
     let metrics = MetricsRegistry::default();
     let state = AppState::new(
         api.clone(),
-        store.clone(),
-        store,
+        Backends {
+            registry: store.clone(),
+            queue: store.clone(),
+            delivery_log: store.clone(),
+        },
         AdminClient::new(
             &credentials.admin_client_id,
             &credentials.admin_client_secret,
         ),
         credentials.jwt_secret.as_bytes(),
-        metrics,
+        metrics.clone(),
     );
+    let dispatcher = Dispatcher::new(
+        dispatcher,
+        DispatcherParts {
+            registry: store.clone(),
+            queue: store.clone(),
+            log: store,
+            wakeup: state.dispatcher_wakeup(),
+            metrics,
+        },
+    )?;
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await
         .with_context(|| format!("cannot listen on {} (KOLBAK_LISTEN)", api.listen))?;
@@ -94,7 +113,23 @@ async fn serve(api: ApiConfig, store: EmbeddedStoreConfig) -> anyhow::Result<()>
         data_dir = %data_dir.display(),
         "kolbak standalone ready"
     );
-    kolbak_ingress::serve(listener, state, shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let (served, dispatched) = tokio::join!(
+        kolbak_ingress::serve(listener, state, until_stopped()),
+        dispatcher.run(until_stopped()),
+    );
+    served?;
+    dispatched?;
     tracing::info!("kolbak standalone stopped");
     Ok(())
 }

@@ -2,110 +2,13 @@
 //! start `kolbak standalone`, drive it over HTTP, stop it with SIGTERM or SIGKILL, and check
 //! what survived.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+mod harness;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use harness::{Server, TestResult, free_port};
 use serde_json::{Value, json};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A running `kolbak standalone`.
-struct Server {
-    child: Child,
-    base: String,
-    stdout: Vec<String>,
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Server {
-    fn start(data_dir: &Path, port: u16) -> Result<Self, Box<dyn std::error::Error>> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kolbak"))
-            .arg("standalone")
-            .env("KOLBAK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KOLBAK_DATA_DIR", data_dir)
-            .env("KOLBAK_LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err("kolbak standalone did not start listening".into());
-            }
-            if let Some(status) = child.try_wait()? {
-                return Err(format!("kolbak standalone exited early: {status}").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Generated credentials are printed before the listener opens.
-        let mut stdout = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            let mut reader = BufReader::new(out);
-            let mut line = String::new();
-            let mut first = String::new();
-            if reader.read_line(&mut first)? > 0 && first.starts_with("Generated admin credentials")
-            {
-                stdout.push(first);
-                for _ in 0..2 {
-                    line.clear();
-                    reader.read_line(&mut line)?;
-                    stdout.push(line.clone());
-                }
-            }
-        }
-        Ok(Self {
-            child,
-            base,
-            stdout,
-        })
-    }
-
-    fn printed_secret(&self) -> Option<String> {
-        self.stdout.iter().find_map(|l| {
-            l.trim()
-                .strip_prefix("client_secret:")
-                .map(|s| s.trim().to_owned())
-        })
-    }
-
-    fn terminate(mut self) -> Result<std::process::ExitStatus, Box<dyn std::error::Error>> {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err("kolbak did not stop on SIGTERM".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(mut self) -> std::io::Result<()> {
-        self.child.kill()?;
-        self.child.wait().map(|_| ())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn token(
     http: &reqwest::Client,
@@ -225,14 +128,12 @@ async fn every_202_survives_sigkill() -> TestResult {
     assert_eq!(accepted.len(), 50);
     server.kill()?;
 
+    // Every accepted event is on disk (still queued, or already fanned out into deliveries).
     let store = kolbak_core::SqliteStore::open(&dir.path().join("kolbak.db"))?;
-    let queued: Vec<String> = store
-        .queued_events(0, 1000)
-        .await?
-        .into_iter()
-        .map(|q| q.event.event.id)
-        .collect();
-    assert_eq!(queued, accepted);
+    for id in &accepted {
+        let event = kolbak_core::Queue::get_event(&store, id).await?;
+        assert_eq!(event.map(|e| e.event.id), Some(id.clone()));
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -17,11 +18,14 @@ pub mod subscription;
 pub mod telemetry;
 
 pub use api_key::{ApiKey, ApiKeyPatch};
+pub use delivery::{Attempt, AttemptOutcome, Delivery, DeliveryLog, DeliveryStatus, RetryRequest};
 pub use error::{Error, Result};
 pub use event::{Event, NewEvent};
-pub use queue::{Publish, Queue};
+pub use queue::{PlannedDelivery, Publish, Queue, QueueDepth, QueuedEvent};
 pub use registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
 pub use scope::Scope;
 pub use secret::{ApiKeySecret, KeyHash, SigningSecret};
 pub use sqlite::SqliteStore;
-pub use subscription::{EventPattern, Ordering, SigningSecrets, Subscription, SubscriptionPatch};
+pub use subscription::{
+    Deactivation, EventPattern, Ordering, SigningSecrets, Subscription, SubscriptionPatch,
+};

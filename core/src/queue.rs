@@ -1,9 +1,17 @@
-//! The `Queue`: where accepted events wait for the dispatcher (a Kafka topic in a cluster, the
-//! SQLite file standalone). This issue needs publishing; consuming arrives with the delivery
-//! engine.
+//! The `Queue`: where accepted events wait for the dispatcher, and where deliveries wait for
+//! their (next) attempt — a Kafka topic with retry tiers in a cluster, the SQLite file
+//! standalone.
+//!
+//! Its life cycle: [`Queue::publish`] stores an event; the dispatcher reads
+//! [`Queue::pending_events`], matches subscriptions and calls [`Queue::fan_out`], which records
+//! one delivery per subscription and removes the event from the queue in one step; it then
+//! takes [`Queue::due_deliveries`] and reports each attempt to the `DeliveryLog`, which moves
+//! the delivery to success, a scheduled retry, or failure (the dead letters).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
+use crate::delivery::Delivery;
 use crate::error::Result;
 use crate::event::AcceptedEvent;
 
@@ -16,7 +24,43 @@ pub enum Publish {
     Duplicate,
 }
 
-/// Durable event queue.
+/// An event waiting for fan-out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedEvent {
+    /// Position in the queue: increases with every accepted event and is never reused.
+    pub seq: i64,
+    /// The event and its routing metadata, as published.
+    pub event: AcceptedEvent,
+    /// When the store accepted it.
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// A delivery the dispatcher decided to make during fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDelivery {
+    /// New delivery id (lowercase ULID).
+    pub id: String,
+    /// Target subscription.
+    pub subscription_id: String,
+    /// Attempts allowed (1 + retry schedule length).
+    pub max_attempts: u32,
+    /// The subscription wants strict order: a delivery is due only when every earlier open
+    /// delivery of the same subscription has finished.
+    pub ordered: bool,
+}
+
+/// Sizes of the queue's backlogs, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Events accepted but not yet fanned out.
+    pub events: u64,
+    /// Deliveries waiting for their first attempt.
+    pub pending: u64,
+    /// Deliveries waiting for a retry.
+    pub retrying: u64,
+}
+
+/// Durable event and delivery queue.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
     /// Succeeds when the queue can accept events (used by `/readyz`).
@@ -24,4 +68,37 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Stores `event` durably; returns only once it would survive a crash.
     async fn publish(&self, event: &AcceptedEvent) -> Result<Publish>;
+
+    /// Up to `max` events waiting for fan-out with `seq > after`, oldest first.
+    async fn pending_events(&self, after: i64, max: u32) -> Result<Vec<QueuedEvent>>;
+
+    /// Records the planned deliveries of the event at `seq` (skipping subscriptions that
+    /// already have a delivery of this event) and removes the event from the queue — both or
+    /// neither.
+    async fn fan_out(
+        &self,
+        seq: i64,
+        deliveries: Vec<PlannedDelivery>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Deliveries due at `now` (pending or retrying, `next_attempt_at <= now`, and for ordered
+    /// subscriptions only the oldest open one), earliest due first: at most `max` in all and at
+    /// most `per_subscription` of any one subscription, so one busy endpoint cannot fill the
+    /// batch.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        max: u32,
+        per_subscription: u32,
+    ) -> Result<Vec<Delivery>>;
+
+    /// When the earliest open delivery is due, if any.
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>>;
+
+    /// An accepted event by id.
+    async fn get_event(&self, id: &str) -> Result<Option<AcceptedEvent>>;
+
+    /// Backlog sizes.
+    async fn depth(&self) -> Result<QueueDepth>;
 }

@@ -1,9 +1,11 @@
 //! The embedded store of `kolbak standalone`: one SQLite file that is at once the [`Registry`]
-//! (subscriptions and API keys) and the [`Queue`] (accepted events waiting for delivery).
+//! (subscriptions and API keys), the [`Queue`] (accepted events waiting for fan-out, deliveries
+//! waiting for their next attempt) and the [`DeliveryLog`] (deliveries and their attempts).
 //!
 //! This module owns opening the file, its connection settings and how blocking SQLite calls are
 //! run from async code. The schema lives in `migrations`, the trait implementations in
-//! `registry` and `queue`, and the row ⇄ struct mapping in `rows`.
+//! `registry`, `queue` (with the delivery-queue SQL in `deliveries`) and `delivery_log`, and the
+//! row ⇄ struct mapping in `rows`.
 //!
 //! Two connections share the file, each behind a [`std::sync::Mutex`] and used only from
 //! [`tokio::task::spawn_blocking`]: a writer, through which every change goes (SQLite admits one
@@ -13,25 +15,29 @@
 //!
 //! [`Registry`]: crate::Registry
 //! [`Queue`]: crate::Queue
+//! [`DeliveryLog`]: crate::DeliveryLog
 
+mod deliveries;
+mod delivery_log;
 mod migrations;
 mod queue;
 mod registry;
 mod rows;
 mod settings;
+#[cfg(test)]
+mod test_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
-use crate::registry::RegistryChange;
+use crate::registry::{Page, RegistryChange};
 
 pub use migrations::SCHEMA_VERSION;
-pub use queue::QueuedEvent;
 pub use settings::{DATABASE_FILE, EmbeddedStoreConfig};
 
 /// How long a statement waits for another process's lock before failing.
@@ -41,8 +47,9 @@ const STATEMENT_CACHE: usize = 64;
 /// Registry changes buffered for slow watchers before they lag (and must re-read everything).
 const CHANGES_CAPACITY: usize = 1024;
 
-/// The embedded store: a SQLite database file implementing both [`crate::Registry`] and
-/// [`crate::Queue`]. Cheap to clone; clones share the connections and the change stream.
+/// The embedded store: a SQLite database file implementing [`crate::Registry`], [`crate::Queue`]
+/// and [`crate::DeliveryLog`]. Cheap to clone; clones share the connections and the change
+/// stream.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -188,6 +195,25 @@ fn select_one(conn: &Connection) -> Result<()> {
         .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)))
         .map(drop)
         .map_err(Error::storage)
+}
+
+/// Starts a transaction that holds the write lock from its first statement.
+fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(Error::storage)
+}
+
+/// `LIMIT` and `OFFSET` values for `page`.
+fn limit_offset(page: Page) -> (i64, i64) {
+    (
+        i64::from(page.limit),
+        i64::try_from(page.offset).unwrap_or(i64::MAX),
+    )
+}
+
+/// A count from SQL (never negative) as `u64`.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
 }
 
 /// Sends `change` to every watcher; having none is fine.

@@ -150,10 +150,22 @@ pub struct Subscription {
     pub ordering: Ordering,
     /// Signing secrets.
     pub secrets: SigningSecrets,
+    /// Why and when Kolbak deactivated it (the endpoint answered `410 Gone`); cleared when it
+    /// is activated again.
+    pub deactivation: Option<Deactivation>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A deactivation made by Kolbak itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivation {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why, e.g. `endpoint answered 410 Gone`.
+    pub reason: String,
 }
 
 /// Changes to a subscription; `None` leaves a field as it is, `Some(None)` clears an optional one.
@@ -175,6 +187,8 @@ pub struct SubscriptionPatch {
     pub max_in_flight: Option<Option<u32>>,
     /// New ordering.
     pub ordering: Option<Ordering>,
+    /// Deactivates the subscription and records why (set by the dispatcher, not the API).
+    pub deactivate: Option<Deactivation>,
 }
 
 impl SubscriptionPatch {
@@ -209,6 +223,13 @@ impl SubscriptionPatch {
         }
         if let Some(v) = self.is_active {
             subscription.is_active = v;
+            if v {
+                subscription.deactivation = None;
+            }
+        }
+        if let Some(deactivation) = self.deactivate {
+            subscription.is_active = false;
+            subscription.deactivation = Some(deactivation);
         }
         if let Some(v) = self.pool {
             subscription.pool = v;

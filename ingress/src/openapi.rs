@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         (name = "keys", description = "API keys"),
         (name = "webhooks", description = "Webhook subscriptions"),
         (name = "events", description = "Publishing events"),
+        (name = "deliveries", description = "The delivery log and manual retries"),
         (name = "health", description = "Probes, metrics and this document"),
     )
 )]

@@ -1,6 +1,7 @@
 //! The router: every REST route, the fallbacks that keep errors in the envelope, and the
 //! layers every request passes (body limit, metrics, panic catching, tracing).
 
+mod deliveries;
 mod events;
 mod health;
 mod keys;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
+pub use deliveries::{AttemptView, DeliveryDetail, DeliveryView};
 pub use events::EventAccepted;
 pub use keys::{CreatedKey, KeyView};
 pub use token::{TokenRequest, TokenResponse};
@@ -74,6 +76,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(events::publish_event))
+        .routes(routes!(deliveries::list_subscription_deliveries))
+        .routes(routes!(deliveries::list_event_deliveries))
+        .routes(routes!(deliveries::get_delivery))
+        .routes(routes!(deliveries::retry_delivery))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

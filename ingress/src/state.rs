@@ -3,12 +3,24 @@
 use std::sync::Arc;
 
 use kolbak_core::telemetry::MetricsRegistry;
-use kolbak_core::{Queue, Registry};
+use kolbak_core::{DeliveryLog, Queue, Registry};
+use tokio::sync::Notify;
 
 use crate::auth::{AdminClient, TokenKeys};
 use crate::config::ApiConfig;
 use crate::metrics::ApiMetrics;
 use crate::rate_limit::CredentialLimiter;
+
+/// The storage backends the API reads and writes.
+#[derive(Clone)]
+pub struct Backends {
+    /// Subscriptions and API keys.
+    pub registry: Arc<dyn Registry>,
+    /// Accepted events.
+    pub queue: Arc<dyn Queue>,
+    /// Deliveries and attempts.
+    pub delivery_log: Arc<dyn DeliveryLog>,
+}
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -18,8 +30,8 @@ pub struct AppState {
 
 struct Inner {
     config: ApiConfig,
-    registry: Arc<dyn Registry>,
-    queue: Arc<dyn Queue>,
+    backends: Backends,
+    dispatcher_wakeup: Arc<Notify>,
     admin: AdminClient,
     tokens: TokenKeys,
     limiter: CredentialLimiter,
@@ -32,8 +44,7 @@ impl AppState {
     /// the API's metrics are registered in `metrics_registry`, which `/metrics` serves whole.
     pub fn new(
         config: ApiConfig,
-        registry: Arc<dyn Registry>,
-        queue: Arc<dyn Queue>,
+        backends: Backends,
         admin: AdminClient,
         jwt_secret: &[u8],
         metrics_registry: MetricsRegistry,
@@ -43,8 +54,8 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 config,
-                registry,
-                queue,
+                backends,
+                dispatcher_wakeup: Arc::new(Notify::new()),
                 admin,
                 tokens,
                 limiter,
@@ -61,12 +72,28 @@ impl AppState {
 
     /// Subscriptions and keys.
     pub fn registry(&self) -> &dyn Registry {
-        self.inner.registry.as_ref()
+        self.inner.backends.registry.as_ref()
     }
 
     /// The event queue.
     pub fn queue(&self) -> &dyn Queue {
-        self.inner.queue.as_ref()
+        self.inner.backends.queue.as_ref()
+    }
+
+    /// The delivery log.
+    pub fn delivery_log(&self) -> &dyn DeliveryLog {
+        self.inner.backends.delivery_log.as_ref()
+    }
+
+    /// Woken whenever new work reaches the queue (an accepted event, a manual retry); an
+    /// in-process dispatcher waits on it instead of polling.
+    pub fn dispatcher_wakeup(&self) -> Arc<Notify> {
+        self.inner.dispatcher_wakeup.clone()
+    }
+
+    /// Wakes an in-process dispatcher, if there is one.
+    pub fn wake_dispatcher(&self) {
+        self.inner.dispatcher_wakeup.notify_one();
     }
 
     /// The bootstrap admin client.

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use kolbak_core::SqliteStore;
 use kolbak_core::telemetry::MetricsRegistry;
-use kolbak_ingress::{AdminClient, ApiConfig, AppState, router};
+use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -75,8 +75,11 @@ impl Api {
         );
         let state = AppState::new(
             config,
-            store.clone(),
-            store.clone(),
+            Backends {
+                registry: store.clone(),
+                queue: store.clone(),
+                delivery_log: store.clone(),
+            },
             AdminClient::new(ADMIN_ID, ADMIN_SECRET),
             JWT_SECRET,
             MetricsRegistry::default(),

@@ -73,15 +73,87 @@ CREATE TABLE event_queue (
 ) STRICT;
 "#;
 
+/// Migration 2: the delivery engine — deliveries (one per event and subscription, the delivery
+/// queue and the dead letters in one table), their attempts, and deactivations of subscriptions
+/// made by Kolbak itself.
+const V2: &str = r#"
+-- Set together when Kolbak deactivates a subscription (its endpoint answered 410 Gone), cleared
+-- together when it is activated again.
+ALTER TABLE subscriptions ADD COLUMN deactivated_at TEXT;
+ALTER TABLE subscriptions ADD COLUMN deactivated_reason TEXT
+    CHECK ((deactivated_reason IS NULL) = (deactivated_at IS NULL));
+
+-- One row per (event, subscription). Open deliveries (pending, retrying) are the delivery queue,
+-- due at next_attempt_at; failed ones are the dead letters. subscription_id has no foreign key:
+-- a subscription may be deleted while its deliveries stay in the log. Events referenced here are
+-- never deleted. WITHOUT ROWID: rows are small, and every index then carries the id, so the
+-- indexes below are also in id (creation) order within their keys.
+CREATE TABLE deliveries (
+    id                 TEXT NOT NULL PRIMARY KEY,
+    event_seq          INTEGER NOT NULL REFERENCES events (seq),
+    event_id           TEXT NOT NULL,
+    subscription_id    TEXT NOT NULL,
+    status             TEXT NOT NULL
+                       CHECK (status IN ('pending', 'retrying', 'success', 'failed')),
+    -- The subscription wanted strict order when the delivery was planned.
+    ordered            INTEGER NOT NULL CHECK (ordered IN (0, 1)),
+    attempt_count      INTEGER NOT NULL CHECK (attempt_count >= 0),
+    max_attempts       INTEGER NOT NULL CHECK (max_attempts >= 0),
+    next_attempt_at    TEXT,
+    last_response_code INTEGER,
+    last_error         TEXT,
+    dead_lettered_at   TEXT,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    UNIQUE (event_id, subscription_id),
+    -- Exactly the open deliveries are scheduled: the due index relies on it.
+    CHECK ((status IN ('pending', 'retrying')) = (next_attempt_at IS NOT NULL))
+) STRICT, WITHOUT ROWID;
+
+-- A subscription's deliveries, newest first; status makes filtered counts index-only.
+CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id, id DESC, status);
+-- An event's deliveries in creation order.
+CREATE INDEX deliveries_by_event ON deliveries (event_id, id);
+-- The delivery queue: open deliveries by due time. The other columns make the due query's scan
+-- and the backlog counts index-only (none of them changes without next_attempt_at or status
+-- changing too, so they cost no extra writes). Queries must repeat the WHERE term exactly for
+-- SQLite to use a partial index.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, status, subscription_id, ordered)
+    WHERE status IN ('pending', 'retrying');
+-- Open deliveries per subscription in creation order: is an earlier one of an ordered
+-- subscription still open?
+CREATE INDEX deliveries_open ON deliveries (subscription_id, id)
+    WHERE status IN ('pending', 'retrying');
+
+-- Every HTTP attempt of a delivery. A rowid table: response bodies of up to 16 KiB make rows
+-- too large for WITHOUT ROWID.
+CREATE TABLE attempts (
+    delivery_id   TEXT NOT NULL REFERENCES deliveries (id),
+    number        INTEGER NOT NULL CHECK (number >= 1),
+    attempted_at  TEXT NOT NULL,
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    response_code INTEGER,
+    response_body TEXT,
+    error         TEXT,
+    PRIMARY KEY (delivery_id, number)
+) STRICT;
+"#;
+
 /// Every migration, oldest first; migration `n` (1-based) brings the file to version `n`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Applies the migrations `conn`'s file lacks; `path` only names the file in errors.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
+    migrate_to(conn, path, SCHEMA_VERSION)
+}
+
+/// Applies the migrations `conn`'s file lacks up to version `last` (tests use it to build files
+/// as older releases left them).
+fn migrate_to(conn: &mut Connection, path: &Path, last: u32) -> Result<()> {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(last as usize) {
         let target = index as u32 + 1;
         // IMMEDIATE takes the write lock before reading the version, so a concurrent opener
         // either sees our result or we see theirs.
@@ -148,8 +220,92 @@ mod tests {
         assert_eq!(user_version(&conn)?, SCHEMA_VERSION);
         assert_eq!(
             tables(&conn)?,
+            [
+                "api_keys",
+                "attempts",
+                "deliveries",
+                "event_queue",
+                "events",
+                "subscriptions"
+            ]
+        );
+        Ok(())
+    }
+
+    /// A file as release 1 left it (schema version 1, with data) gains the delivery tables and
+    /// keeps its rows; its subscriptions read back as never deactivated.
+    #[tokio::test]
+    async fn a_version_1_file_is_upgraded_in_place() -> TestResult {
+        use crate::queue::Queue;
+        use crate::registry::Registry;
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        let mut conn = Connection::open(&path)?;
+        migrate_to(&mut conn, &path, 1)?;
+        assert_eq!(user_version(&conn)?, 1);
+        assert_eq!(
+            tables(&conn)?,
             ["api_keys", "event_queue", "events", "subscriptions"]
         );
+        let secret = crate::secret::SigningSecret::generate();
+        conn.execute(
+            "INSERT INTO subscriptions VALUES ('01sub', 'https://example.com/hook', 'order.*', \
+             NULL, 1, 'default', NULL, NULL, 'ordered', ?1, NULL, NULL, \
+             '2026-01-02T03:04:05.000000000Z', '2026-01-02T03:04:05.000000000Z')",
+            [secret.expose()],
+        )?;
+        conn.execute_batch(
+            "INSERT INTO events VALUES (7, 'evt-old', 'order.created', \
+             '2026-01-02T03:04:05.000000000Z', NULL, '{}', NULL, \
+             '2026-01-02T03:04:06.000000000Z'); \
+             INSERT INTO event_queue VALUES (7, '2026-01-02T03:04:06.000000000Z');",
+        )?;
+        drop(conn);
+
+        let store = SqliteStore::open(&path)?;
+        let subscription = store
+            .get_subscription("01sub")
+            .await?
+            .ok_or("subscription lost")?;
+        assert_eq!(subscription.secrets.current, secret);
+        assert_eq!(subscription.deactivation, None);
+        let queued = store.pending_events(0, 10).await?;
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].seq, 7);
+        assert_eq!(queued[0].event.event.id, "evt-old");
+        // The queued event can be fanned out into the new tables.
+        let planned = crate::queue::PlannedDelivery {
+            id: "01dlv".to_owned(),
+            subscription_id: "01sub".to_owned(),
+            max_attempts: 8,
+            ordered: true,
+        };
+        store.fan_out(7, vec![planned], chrono::Utc::now()).await?;
+        assert_eq!(store.depth().await?.pending, 1);
+        drop(store);
+
+        let conn = Connection::open(&path)?;
+        assert_eq!(user_version(&conn)?, SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_deactivation_is_stored_whole_or_not_at_all() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        drop(SqliteStore::open(&path)?);
+        let conn = Connection::open(&path)?;
+        conn.execute(
+            "INSERT INTO subscriptions (id, callback_url, event, is_active, pool, ordering, \
+             secret_current, created_at, updated_at, deactivated_at) \
+             VALUES ('01sub', 'https://e.com', '*', 0, 'default', 'unordered', 'x', 'a', 'b', \
+             '2026-01-02T03:04:05.000000000Z')",
+            [],
+        )
+        .err()
+        .ok_or("a deactivation time without a reason was stored")?;
         Ok(())
     }
 

@@ -1,19 +1,23 @@
-//! [`Queue`] for [`SqliteStore`]: accepted events in the `events` table, and the ones still to
-//! be delivered in `event_queue`.
+//! [`Queue`] for [`SqliteStore`]: accepted events in the `events` table, the ones still to be
+//! fanned out in `event_queue`, and the deliveries waiting for an attempt in `deliveries` (whose
+//! SQL lives in `deliveries`).
 //!
 //! Publishing inserts the event and its queue entry in one transaction that commits (and, with
 //! `synchronous=FULL`, reaches the disk) before [`Queue::publish`] returns. An id seen before
-//! queues nothing: producers may retry a publish safely.
+//! queues nothing: producers may retry a publish safely. Fan-out records an event's deliveries
+//! and removes its queue entry in one transaction; the event itself stays in `events`, which
+//! its deliveries reference.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::rows::{self, event_columns};
-use super::{SqliteStore, select_one};
+use super::{SqliteStore, deliveries, select_one};
+use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::event::AcceptedEvent;
-use crate::queue::{Publish, Queue};
+use crate::queue::{PlannedDelivery, Publish, Queue, QueueDepth, QueuedEvent};
 
 const INSERT_EVENT: &str = "INSERT INTO events \
      (id, event_type, event_time, source, payload, ordering_key, accepted_at) \
@@ -24,32 +28,25 @@ const QUEUED_EVENTS: &str = concat!(
     event_columns!(),
     " FROM event_queue JOIN events USING (seq) WHERE seq > ?1 ORDER BY seq LIMIT ?2"
 );
-
-/// An event waiting in the embedded queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueuedEvent {
-    /// Position in the queue: increases with every accepted event and is never reused.
-    pub seq: i64,
-    /// The event and its routing metadata, as published.
-    pub event: AcceptedEvent,
-    /// When the store accepted it.
-    pub accepted_at: DateTime<Utc>,
-}
+const GET_EVENT: &str = concat!("SELECT ", event_columns!(), " FROM events WHERE id = ?1");
 
 impl SqliteStore {
     /// Up to `limit` events still in the queue whose `seq` is greater than `after_seq`, oldest
-    /// first; pass `0` to start at the head. Reads only: nothing is removed or locked.
+    /// first; pass `0` to start at the head. Reads only: nothing is removed or locked. The same
+    /// as [`Queue::pending_events`].
     pub async fn queued_events(&self, after_seq: i64, limit: u32) -> Result<Vec<QueuedEvent>> {
-        self.read(move |conn| {
-            conn.prepare_cached(QUEUED_EVENTS)
-                .and_then(|mut s| {
-                    s.query_map(params![after_seq, limit], rows::queued_event)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(Error::storage)
-        })
-        .await
+        self.read(move |conn| queued_events(conn, after_seq, limit))
+            .await
     }
+}
+
+fn queued_events(conn: &Connection, after_seq: i64, limit: u32) -> Result<Vec<QueuedEvent>> {
+    conn.prepare_cached(QUEUED_EVENTS)
+        .and_then(|mut s| {
+            s.query_map(params![after_seq, limit], rows::queued_event)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(Error::storage)
 }
 
 #[async_trait]
@@ -102,6 +99,49 @@ impl Queue for SqliteStore {
             Ok(Publish::Accepted)
         })
         .await
+    }
+
+    async fn pending_events(&self, after: i64, max: u32) -> Result<Vec<QueuedEvent>> {
+        self.queued_events(after, max).await
+    }
+
+    async fn fan_out(
+        &self,
+        seq: i64,
+        deliveries: Vec<PlannedDelivery>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(move |conn| deliveries::fan_out(conn, seq, &deliveries, now))
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        max: u32,
+        per_subscription: u32,
+    ) -> Result<Vec<Delivery>> {
+        self.read(move |conn| deliveries::due(conn, now, max, per_subscription))
+            .await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
+        self.read(|conn| deliveries::next_due_at(conn)).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<AcceptedEvent>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(GET_EVENT)
+                .and_then(|mut s| s.query_row([id], rows::queued_event).optional())
+                .map(|queued| queued.map(|q| q.event))
+                .map_err(Error::storage)
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        self.read(|conn| deliveries::depth(conn)).await
     }
 }
 
@@ -266,6 +306,31 @@ mod tests {
             })
             .await;
         assert!(matches!(result, Err(Error::Storage(_))), "{result:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn pending_events_and_get_event_read_what_was_published() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("kolbak.db"))?;
+        let (first, second) = (event("evt-1"), event("evt-2"));
+        store.publish(&first).await?;
+        store.publish(&second).await?;
+        let pending = store.pending_events(0, 10).await?;
+        assert_eq!(pending, store.queued_events(0, 10).await?);
+        assert_eq!(pending.len(), 2);
+        let rest = store.pending_events(pending[0].seq, 1).await?;
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].event, second);
+
+        assert_eq!(store.get_event("evt-1").await?, Some(first.clone()));
+        assert_eq!(store.get_event("absent").await?, None);
+        // Fanned out, the event leaves the queue but stays readable.
+        store
+            .fan_out(pending[0].seq, Vec::new(), Utc::now())
+            .await?;
+        assert_eq!(store.pending_events(0, 10).await?, rest);
+        assert_eq!(store.get_event("evt-1").await?, Some(first));
         Ok(())
     }
 

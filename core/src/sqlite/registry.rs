@@ -6,11 +6,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::broadcast;
 
 use super::rows::{self, api_key_columns, subscription_columns};
-use super::{SqliteStore, notify, select_one};
+use super::{SqliteStore, immediate, limit_offset, notify, select_one};
 use crate::api_key::{ApiKey, ApiKeyPatch};
 use crate::error::{Error, Result};
 use crate::registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
@@ -25,12 +25,13 @@ const GET_SUBSCRIPTION: &str = concat!(
 const INSERT_SUBSCRIPTION: &str = concat!(
     "INSERT INTO subscriptions (",
     subscription_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
 );
 const UPDATE_SUBSCRIPTION: &str = "UPDATE subscriptions SET callback_url = ?2, event = ?3, \
      description = ?4, is_active = ?5, pool = ?6, rate_limit_per_second = ?7, \
      max_in_flight = ?8, ordering = ?9, secret_current = ?10, secret_previous = ?11, \
-     secret_previous_expires_at = ?12, created_at = ?13, updated_at = ?14 WHERE id = ?1";
+     secret_previous_expires_at = ?12, created_at = ?13, updated_at = ?14, deactivated_at = ?15, \
+     deactivated_reason = ?16 WHERE id = ?1";
 const SUBSCRIPTION_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = ?1)";
 const DELETE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ?1";
 
@@ -340,12 +341,6 @@ impl Registry for SqliteStore {
     }
 }
 
-/// Starts a transaction that holds the write lock from its first statement.
-fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(Error::storage)
-}
-
 /// Runs an `SELECT EXISTS (…)` query `sql` with `key` as ?1.
 fn exists(conn: &Connection, sql: &str, key: &str) -> Result<bool> {
     conn.prepare_cached(sql)
@@ -403,14 +398,6 @@ fn json_list(values: &[String]) -> Result<Option<String>> {
     serde_json::to_string(values)
         .map(Some)
         .map_err(Error::storage)
-}
-
-/// `LIMIT` and `OFFSET` values for `page`.
-fn limit_offset(page: Page) -> (i64, i64) {
-    (
-        i64::from(page.limit),
-        i64::try_from(page.offset).unwrap_or(i64::MAX),
-    )
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub async fn publish_event(
     let accepted = body.accept(Utc::now())?;
     let outcome = state.queue().publish(&accepted).await?;
     let duplicate = outcome == Publish::Duplicate;
+    if !duplicate {
+        state.wake_dispatcher();
+    }
     state
         .metrics()
         .event(if duplicate { "duplicate" } else { "accepted" });

@@ -46,6 +46,10 @@ pub struct WebhookView {
     pub max_in_flight: Option<u32>,
     /// `unordered` or `ordered`.
     pub ordering: Ordering,
+    /// Set when Kolbak deactivated the subscription itself (the endpoint answered 410 Gone).
+    pub deactivated_reason: Option<String>,
+    /// When Kolbak deactivated it.
+    pub deactivated_at: Option<DateTime<Utc>>,
     /// Until when the previous secret still signs, after a rotation.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     /// Creation time.
@@ -67,6 +71,8 @@ impl From<Subscription> for WebhookView {
             rate_limit_per_second: s.rate_limit_per_second,
             max_in_flight: s.max_in_flight,
             ordering: s.ordering,
+            deactivated_reason: s.deactivation.as_ref().map(|d| d.reason.clone()),
+            deactivated_at: s.deactivation.as_ref().map(|d| d.at),
             previous_secret_expires_at: s.secrets.previous_expires_at.filter(|at| *at > now),
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -246,6 +252,7 @@ pub async fn create_webhook(
         max_in_flight: body.max_in_flight,
         ordering: body.ordering.unwrap_or_default(),
         secrets: SigningSecrets::new(secret.clone()),
+        deactivation: None,
         created_at: now,
         updated_at: now,
     };
@@ -294,6 +301,7 @@ pub async fn update_webhook(
         rate_limit_per_second: body.rate_limit_per_second,
         max_in_flight: body.max_in_flight,
         ordering: body.ordering,
+        deactivate: None,
     };
     patch.validate()?;
     let updated = state

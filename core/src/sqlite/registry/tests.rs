@@ -7,7 +7,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use super::*;
 use crate::scope::Scope;
 use crate::secret::ApiKeySecret;
-use crate::subscription::{EventPattern, Ordering, SigningSecrets};
+use crate::subscription::{Deactivation, EventPattern, Ordering, SigningSecrets};
 
 type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -28,6 +28,7 @@ fn subscription(id: &str, event: &str) -> Subscription {
         max_in_flight: None,
         ordering: Ordering::Unordered,
         secrets: SigningSecrets::new(SigningSecret::generate()),
+        deactivation: None,
         created_at: at(0),
         updated_at: at(0),
     }
@@ -509,5 +510,63 @@ async fn clones_share_the_store_and_its_changes() -> TestResult {
         changes.try_recv()?,
         RegistryChange::SubscriptionUpserted("01sub".to_owned())
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn deactivations_round_trip_and_clear_on_activation() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let gone = Deactivation {
+        at: at(30),
+        reason: "endpoint answered 410 Gone".to_owned(),
+    };
+    let deactivated = {
+        let store = open(&dir)?;
+        store
+            .create_subscription(subscription("01sub", "*"))
+            .await?;
+        let patch = SubscriptionPatch {
+            deactivate: Some(gone.clone()),
+            ..SubscriptionPatch::default()
+        };
+        let deactivated = store
+            .patch_subscription("01sub", patch, at(30))
+            .await?
+            .ok_or("subscription missing")?;
+        assert!(!deactivated.is_active);
+        assert_eq!(deactivated.deactivation, Some(gone.clone()));
+        deactivated
+    };
+
+    let store = open(&dir)?;
+    assert_eq!(
+        store.get_subscription("01sub").await?,
+        Some(deactivated.clone())
+    );
+    let inactive = SubscriptionFilter {
+        is_active: Some(false),
+        ..SubscriptionFilter::default()
+    };
+    let listing = store.list_subscriptions(&inactive, Page::default()).await?;
+    assert_eq!(listing.items, [deactivated]);
+
+    let activate = SubscriptionPatch {
+        is_active: Some(true),
+        ..SubscriptionPatch::default()
+    };
+    store.patch_subscription("01sub", activate, at(60)).await?;
+    let active = store
+        .get_subscription("01sub")
+        .await?
+        .ok_or("subscription missing")?;
+    assert!(active.is_active);
+    assert_eq!(active.deactivation, None);
+
+    // Created already deactivated (as an import might): stored as given.
+    let mut imported = subscription("01imp", "*");
+    imported.is_active = false;
+    imported.deactivation = Some(gone);
+    store.create_subscription(imported.clone()).await?;
+    assert_eq!(store.get_subscription("01imp").await?, Some(imported));
     Ok(())
 }

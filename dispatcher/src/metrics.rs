@@ -1,0 +1,96 @@
+//! The dispatcher's Prometheus metrics: attempts by outcome, attempt latency, deliveries in
+//! flight, and the queue's backlogs.
+
+use kolbak_core::QueueDepth;
+use kolbak_core::telemetry::MetricsRegistry;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Labels of the attempts counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `success`, `retry`, `failed` (dead-lettered) or `abandoned` (subscription gone).
+    pub outcome: &'static str,
+}
+
+/// Labels of the backlog gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BacklogLabels {
+    /// `events` (not yet fanned out), `pending` (first attempt due) or `retrying`.
+    pub kind: &'static str,
+}
+
+/// Metrics the dispatcher records.
+#[derive(Clone)]
+pub struct DispatcherMetrics {
+    attempts: Family<OutcomeLabels, Counter>,
+    latency: Histogram,
+    in_flight: Gauge,
+    backlog: Family<BacklogLabels, Gauge>,
+}
+
+impl DispatcherMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &MetricsRegistry) -> Self {
+        let metrics = Self {
+            attempts: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            in_flight: Gauge::default(),
+            backlog: Family::default(),
+        };
+        registry.register(|r| {
+            r.register(
+                "delivery_attempts",
+                "Delivery attempts by what they led to",
+                metrics.attempts.clone(),
+            );
+            r.register(
+                "delivery_duration_seconds",
+                "Time from request start to response (or error), in seconds",
+                metrics.latency.clone(),
+            );
+            r.register(
+                "deliveries_in_flight",
+                "Delivery attempts in progress",
+                metrics.in_flight.clone(),
+            );
+            r.register(
+                "queue_backlog",
+                "Work waiting in the queue: events to fan out, deliveries pending or retrying",
+                metrics.backlog.clone(),
+            );
+        });
+        metrics
+    }
+
+    /// Counts one attempt (or abandonment) and, for real attempts, its latency.
+    pub fn attempt(&self, outcome: &'static str, seconds: Option<f64>) {
+        self.attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        if let Some(seconds) = seconds {
+            self.latency.observe(seconds);
+        }
+    }
+
+    /// Sets the in-flight gauge.
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the backlog gauges.
+    pub fn set_backlog(&self, depth: QueueDepth) {
+        for (kind, value) in [
+            ("events", depth.events),
+            ("pending", depth.pending),
+            ("retrying", depth.retrying),
+        ] {
+            self.backlog
+                .get_or_create(&BacklogLabels { kind })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+}
