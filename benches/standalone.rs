@@ -6,6 +6,8 @@
 //! Run: `cargo bench --bench standalone` (optional env: `BENCH_EVENTS` default 20000,
 //! `BENCH_CONCURRENCY` default 64, `BENCH_RATE` default 500/s for `BENCH_SECONDS` default 10).
 
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -37,10 +39,10 @@ struct Clock {
 
 async fn receive(State(clock): State<Arc<Mutex<Clock>>>, headers: HeaderMap) -> StatusCode {
     let now = Instant::now();
-    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-        if let Ok(mut clock) = clock.lock() {
-            clock.received.entry(id.to_owned()).or_insert(now);
-        }
+    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok())
+        && let Ok(mut clock) = clock.lock()
+    {
+        clock.received.entry(id.to_owned()).or_insert(now);
     }
     StatusCode::NO_CONTENT
 }
