@@ -11,9 +11,9 @@ sudo_cmd() {
 }
 
 # Debian packages: a C toolchain for the bundled SQLite (and later librdkafka), cmake,
-# pkg-config, Python for the official Standard Webhooks verifier, curl for the quick start.
+# pkg-config, Python for the official Standard Webhooks verifier, curl and jq for the quick start.
 need_pkgs=()
-for pair in cc:build-essential cmake:cmake pkg-config:pkg-config python3:python3 curl:curl; do
+for pair in cc:build-essential cmake:cmake pkg-config:pkg-config python3:python3 curl:curl jq:jq; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
