@@ -4,6 +4,7 @@
 //! and the embedded SQLite store used by `kolbak standalone`.
 
 pub mod api_key;
+pub mod cassandra;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -18,10 +19,14 @@ pub mod subscription;
 pub mod telemetry;
 
 pub use api_key::{ApiKey, ApiKeyPatch};
-pub use delivery::{Attempt, AttemptOutcome, Delivery, DeliveryLog, DeliveryStatus, RetryRequest};
+pub use cassandra::{CassandraConfig, CassandraLog};
+pub use delivery::{
+    Attempt, AttemptOutcome, Delivery, DeliveryLog, DeliveryStatus, RetryRequest,
+    SubscriptionHealth,
+};
 pub use error::{Error, Result};
 pub use event::{Event, NewEvent};
-pub use queue::{PlannedDelivery, Publish, Queue, QueueDepth, QueuedEvent};
+pub use queue::{PlannedDelivery, Publish, Publisher, Queue, QueueDepth, QueuedEvent};
 pub use registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
 pub use scope::Scope;
 pub use secret::{ApiKeySecret, KeyHash, SigningSecret};

@@ -60,6 +60,29 @@ pub struct QueueDepth {
     pub retrying: u64,
 }
 
+/// The publishing side of the queue: what the REST API needs. Implemented by every [`Queue`]
+/// and by producers that only publish (the Kafka producer of `kolbak ingress`).
+#[async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Succeeds when events can be published (used by `/readyz`).
+    async fn check_publisher_ready(&self) -> Result<()>;
+
+    /// Stores `event` durably; returns only once it would survive a crash (for Kafka: once
+    /// every in-sync replica acknowledged it).
+    async fn publish_event(&self, event: &AcceptedEvent) -> Result<Publish>;
+}
+
+#[async_trait]
+impl<T: Queue> Publisher for T {
+    async fn check_publisher_ready(&self) -> Result<()> {
+        self.check_ready().await
+    }
+
+    async fn publish_event(&self, event: &AcceptedEvent) -> Result<Publish> {
+        self.publish(event).await
+    }
+}
+
 /// Durable event and delivery queue.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {

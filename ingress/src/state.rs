@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kolbak_core::telemetry::MetricsRegistry;
-use kolbak_core::{DeliveryLog, Queue, Registry};
+use kolbak_core::{DeliveryLog, Publisher, Registry};
 use tokio::sync::Notify;
 
 use crate::auth::{AdminClient, TokenKeys};
@@ -16,8 +16,8 @@ use crate::rate_limit::CredentialLimiter;
 pub struct Backends {
     /// Subscriptions and API keys.
     pub registry: Arc<dyn Registry>,
-    /// Accepted events.
-    pub queue: Arc<dyn Queue>,
+    /// Where accepted events go.
+    pub queue: Arc<dyn Publisher>,
     /// Deliveries and attempts.
     pub delivery_log: Arc<dyn DeliveryLog>,
 }
@@ -75,8 +75,8 @@ impl AppState {
         self.inner.backends.registry.as_ref()
     }
 
-    /// The event queue.
-    pub fn queue(&self) -> &dyn Queue {
+    /// Where accepted events go.
+    pub fn queue(&self) -> &dyn Publisher {
         self.inner.backends.queue.as_ref()
     }
 

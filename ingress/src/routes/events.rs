@@ -38,7 +38,7 @@ pub async fn publish_event(
 ) -> Result<(StatusCode, Json<Envelope<EventAccepted>>), ApiError> {
     principal.require(Scope::WriteEvents)?;
     let accepted = body.accept(Utc::now())?;
-    let outcome = state.queue().publish(&accepted).await?;
+    let outcome = state.queue().publish_event(&accepted).await?;
     let duplicate = outcome == Publish::Duplicate;
     if !duplicate {
         state.wake_dispatcher();

@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Healt
         .map_err(|e| ApiError::NotReady(format!("registry: {e}")))?;
     state
         .queue()
-        .check_ready()
+        .check_publisher_ready()
         .await
         .map_err(|e| ApiError::NotReady(format!("queue: {e}")))?;
     Ok(Json(Envelope::data(Health { status: "ok" })))
