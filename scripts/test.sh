@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The chart: installs a pinned helm when missing, then helm lint and helm template.
+scripts/helm.sh
 cargo test --workspace --locked --all-targets "$@"

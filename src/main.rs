@@ -1,6 +1,8 @@
 //! `kolbak`: the one binary. Each subcommand wires the library crates for one role; nothing
 //! here decides behaviour.
 
+mod operator;
+mod process;
 mod standalone;
 
 use std::path::PathBuf;
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the whole service in one process on an embedded SQLite store.
     Standalone(standalone::StandaloneArgs),
+    /// Run the Kubernetes operator (controllers for the Kolbak custom resources).
+    Operator(operator::OperatorArgs),
     /// Write the CustomResourceDefinition YAML files.
     Crdgen {
         /// Directory to write into.
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args),
+        Command::Operator(args) => operator::run(args),
         Command::Crdgen { out } => crdgen(&out),
     };
     match result {

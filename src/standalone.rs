@@ -5,15 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use kolbak_core::SqliteStore;
 use kolbak_core::config;
 use kolbak_core::sqlite::EmbeddedStoreConfig;
-use kolbak_core::telemetry::{self, LogFormat, MetricsRegistry};
+use kolbak_core::telemetry::{self, MetricsRegistry};
 use kolbak_dispatcher::{Dispatcher, DispatcherConfig, DispatcherParts};
 use kolbak_ingress::bootstrap::{BootstrapCredentials, Origin};
 use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends};
 use serde::Serialize;
+
+use crate::process::{Format, shutdown_signal};
 
 /// Command-line flags; each overrides the file and the environment.
 #[derive(Debug, Args, Serialize)]
@@ -36,13 +38,6 @@ pub struct StandaloneArgs {
     log_format: Format,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Auto,
-    Json,
-    Text,
-}
-
 /// Loads configuration, then serves until SIGTERM or Ctrl-C.
 pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     // Each component reads its own settings from the same layers.
@@ -50,12 +45,7 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let api: ApiConfig = config::load(file, std::env::vars(), &args)?;
     let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
     let dispatcher: DispatcherConfig = config::load(file, std::env::vars(), &args)?;
-    let format = match args.log_format {
-        Format::Auto => LogFormat::Auto,
-        Format::Json => LogFormat::Json,
-        Format::Text => LogFormat::Text,
-    };
-    telemetry::init(format, "info,tower_http=warn")?;
+    telemetry::init(args.log_format.into(), "info,tower_http=warn")?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,28 +139,4 @@ fn announce(credentials: &BootstrapCredentials, store: &EmbeddedStoreConfig) {
         credentials.admin_client_id,
         credentials.admin_client_secret,
     );
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }
