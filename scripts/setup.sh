@@ -11,9 +11,10 @@ sudo_cmd() {
 }
 
 # Debian packages: a C toolchain for the bundled SQLite (and later librdkafka), cmake,
-# pkg-config, Python for the official Standard Webhooks verifier, curl and jq for the quick start.
+# pkg-config, Python for the official Standard Webhooks verifier, curl and jq for the quick start,
+# Java 17 and Maven for the real Kafka and Cassandra servers, Go to build helm.
 need_pkgs=()
-for pair in cc:build-essential cmake:cmake pkg-config:pkg-config python3:python3 curl:curl jq:jq; do
+for pair in cc:build-essential cmake:cmake pkg-config:pkg-config python3:python3 curl:curl jq:jq java:openjdk-17-jdk-headless mvn:maven go:golang-go; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # The chart: installs a pinned helm when missing, then helm lint and helm template.
 scripts/helm.sh
+# Real services for the integration tests (assembled from Maven Central jars, cached).
+scripts/cassandra.sh up >/dev/null
+export KOLBAK_CASSANDRA_NODES="${KOLBAK_CASSANDRA_NODES:-127.0.0.1:9042}"
 cargo test --workspace --locked --all-targets "$@"

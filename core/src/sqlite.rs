@@ -4,8 +4,8 @@
 //!
 //! This module owns opening the file, its connection settings and how blocking SQLite calls are
 //! run from async code. The schema lives in `migrations`, the trait implementations in
-//! `registry`, `queue` (with the delivery-queue SQL in `deliveries`) and `delivery_log`, and the
-//! row ⇄ struct mapping in `rows`.
+//! `registry`, `queue` (with the delivery-queue SQL in `deliveries`) and `delivery_log` (with
+//! subscription health in `health`), and the row ⇄ struct mapping in `rows`.
 //!
 //! Two connections share the file, each behind a [`std::sync::Mutex`] and used only from
 //! [`tokio::task::spawn_blocking`]: a writer, through which every change goes (SQLite admits one
@@ -19,6 +19,7 @@
 
 mod deliveries;
 mod delivery_log;
+mod health;
 mod migrations;
 mod queue;
 mod registry;

@@ -2,10 +2,16 @@
 //! `attempts` tables.
 //!
 //! Changes to a delivery are read-modify-writes in one `IMMEDIATE` transaction on the writer
-//! connection: the rules of how an attempt, an abandonment or a manual retry moves a delivery on
-//! are plain functions ([`apply_attempt`], [`apply_retry`]) over the loaded [`Delivery`], and
-//! the whole row is written back. Queries run on the reader connection, a listing's total and
-//! page in one read transaction so they describe the same snapshot.
+//! connection: the rules of how an attempt or a manual retry moves a delivery on are the shared
+//! ones of [`Delivery`] ([`Delivery::after_attempt`], [`Delivery::retry_requested`]), applied
+//! to the loaded row, and the whole row is written back together with the attempt and the
+//! subscription's health. Abandoning is one `UPDATE` that states [`Delivery::abandoned`] in
+//! SQL (a test checks that both agree). Queries run on the reader connection, a listing's total
+//! and page in one read transaction so they describe the same snapshot.
+//!
+//! [`DeliveryLog::record_deliveries`] inserts with `ON CONFLICT DO NOTHING`: the embedded
+//! queue's fan-out already creates its deliveries (with their ordering), so for it the call
+//! changes nothing; a delivery recorded this way is unordered and needs its event stored.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,10 +19,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::deliveries::open_statuses;
 use super::rows::{self, attempt_columns, delivery_columns};
-use super::{SqliteStore, count, immediate, limit_offset};
+use super::{SqliteStore, count, health, immediate, limit_offset};
 use crate::delivery::{
     Attempt, AttemptOutcome, Delivery, DeliveryLog, DeliveryStatus, MAX_STORED_RESPONSE_BODY,
-    RetryRequest,
+    RetryRequest, SubscriptionHealth,
 };
 use crate::error::{Error, Result};
 use crate::registry::{Listing, Page};
@@ -46,6 +52,15 @@ const ABANDON: &str = concat!(
      dead_lettered_at = ?3, updated_at = ?3 WHERE id = ?1 AND ",
     open_statuses!()
 );
+/// Creates a delivery as given unless its id or its (event, subscription) pair exists; the
+/// event's queue position comes from `events`, so an unknown event inserts nothing.
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries \
+     (id, event_seq, event_id, subscription_id, status, ordered, attempt_count, max_attempts, \
+      next_attempt_at, last_response_code, last_error, dead_lettered_at, created_at, updated_at) \
+     SELECT ?1, seq, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 FROM events WHERE id = ?2 \
+     ON CONFLICT DO NOTHING";
+const DELIVERY_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM deliveries \
+     WHERE id = ?1 OR (event_id = ?2 AND subscription_id = ?3))";
 const COUNT_SUBSCRIPTION_DELIVERIES: &str = "SELECT COUNT(*) FROM deliveries \
      WHERE subscription_id = ?1 AND (?2 IS NULL OR status = ?2)";
 const LIST_SUBSCRIPTION_DELIVERIES: &str = concat!(
@@ -152,8 +167,14 @@ impl DeliveryLog for SqliteStore {
             tx.prepare_cached(UPSERT_ATTEMPT)
                 .and_then(|mut s| rows::bind_attempt(&mut s, &attempt, MAX_STORED_RESPONSE_BODY))
                 .map_err(Error::storage)?;
-            apply_attempt(&mut delivery, &attempt, outcome);
+            delivery = delivery.after_attempt(&attempt, outcome);
             store_delivery(&tx, &delivery)?;
+            health::record(
+                &tx,
+                &delivery.subscription_id,
+                attempt.attempted_at,
+                outcome,
+            )?;
             tx.commit().map_err(Error::storage)?;
             Ok(Some(delivery))
         })
@@ -176,18 +197,86 @@ impl DeliveryLog for SqliteStore {
         let id = id.to_owned();
         self.write(move |conn| {
             let tx = immediate(conn)?;
-            let Some(mut delivery) = load_delivery(&tx, &id)? else {
+            let Some(delivery) = load_delivery(&tx, &id)? else {
                 return Ok(None);
             };
-            if delivery.status == DeliveryStatus::Success {
-                return Ok(Some(RetryRequest::AlreadyDelivered(delivery)));
+            let answer = delivery.retry_requested(now);
+            if let RetryRequest::Scheduled(scheduled) = &answer {
+                store_delivery(&tx, scheduled)?;
+                tx.commit().map_err(Error::storage)?;
             }
-            apply_retry(&mut delivery, now);
-            store_delivery(&tx, &delivery)?;
-            tx.commit().map_err(Error::storage)?;
-            Ok(Some(RetryRequest::Scheduled(delivery)))
+            Ok(Some(answer))
         })
         .await
+    }
+
+    async fn record_deliveries(&self, deliveries: &[Delivery]) -> Result<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let deliveries = deliveries.to_vec();
+        self.write(move |conn| {
+            let tx = immediate(conn)?;
+            for delivery in &deliveries {
+                insert_delivery(&tx, delivery)?;
+            }
+            tx.commit().map_err(Error::storage)
+        })
+        .await
+    }
+
+    async fn subscription_health(&self, subscription_id: &str) -> Result<SubscriptionHealth> {
+        let subscription_id = subscription_id.to_owned();
+        self.read(move |conn| health::load(conn, &subscription_id))
+            .await
+    }
+}
+
+/// Inserts `delivery` unless it exists; fails when its event is not stored. The schema wants
+/// exactly the open deliveries scheduled: an open one without a time is due at its creation.
+fn insert_delivery(conn: &Connection, d: &Delivery) -> Result<()> {
+    let next_attempt_at = if d.is_open() {
+        Some(d.next_attempt_at.unwrap_or(d.created_at))
+    } else {
+        None
+    };
+    let inserted = conn
+        .prepare_cached(INSERT_DELIVERY)
+        .and_then(|mut s| {
+            s.execute(params![
+                d.id,
+                d.event_id,
+                d.subscription_id,
+                d.status.as_str(),
+                d.attempt_count,
+                d.max_attempts,
+                next_attempt_at.as_ref().map(rows::timestamp),
+                d.last_response_code,
+                d.last_error,
+                d.dead_lettered_at.as_ref().map(rows::timestamp),
+                rows::timestamp(&d.created_at),
+                rows::timestamp(&d.updated_at),
+            ])
+        })
+        .map_err(Error::storage)?;
+    if inserted > 0 {
+        return Ok(());
+    }
+    let exists: bool = conn
+        .prepare_cached(DELIVERY_EXISTS)
+        .and_then(|mut s| {
+            s.query_row(params![d.id, d.event_id, d.subscription_id], |row| {
+                row.get(0)
+            })
+        })
+        .map_err(Error::storage)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "event_id",
+            format!("event `{}` is not stored", d.event_id),
+        ))
     }
 }
 
@@ -204,47 +293,7 @@ fn store_delivery(conn: &Connection, delivery: &Delivery) -> Result<()> {
         .map_err(Error::storage)
 }
 
-/// Moves `delivery` on after `attempt`. A success is final: a later report (a duplicate, or an
-/// attempt that raced a manual retry) is counted but changes nothing else. Otherwise the
-/// attempt's response code and error become the delivery's last ones and `outcome` decides the
-/// status. Never moves `attempt_count` or `updated_at` backwards.
-fn apply_attempt(delivery: &mut Delivery, attempt: &Attempt, outcome: AttemptOutcome) {
-    delivery.attempt_count = delivery.attempt_count.max(attempt.number);
-    delivery.updated_at = delivery.updated_at.max(attempt.attempted_at);
-    if delivery.status == DeliveryStatus::Success {
-        return;
-    }
-    delivery.last_response_code = attempt.response_code;
-    delivery.last_error = attempt.error.clone();
-    let (status, next_attempt_at, dead_lettered_at) = match outcome {
-        AttemptOutcome::Success => (DeliveryStatus::Success, None, None),
-        AttemptOutcome::RetryAt(at) => (DeliveryStatus::Retrying, Some(at), None),
-        AttemptOutcome::Fail => (DeliveryStatus::Failed, None, Some(attempt.attempted_at)),
-    };
-    delivery.status = status;
-    delivery.next_attempt_at = next_attempt_at;
-    delivery.dead_lettered_at = dead_lettered_at;
-}
-
-/// Schedules a new attempt of a delivery that has not succeeded at `now`. A failed delivery
-/// reopens with exactly one more attempt allowed (`retrying` when it was attempted before,
-/// `pending` when it was abandoned untried); an open one is brought forward to `now` if it was
-/// due later.
-fn apply_retry(delivery: &mut Delivery, now: DateTime<Utc>) {
-    if delivery.status == DeliveryStatus::Failed {
-        delivery.status = if delivery.attempt_count > 0 {
-            DeliveryStatus::Retrying
-        } else {
-            DeliveryStatus::Pending
-        };
-        delivery.max_attempts = delivery.attempt_count.saturating_add(1);
-        delivery.next_attempt_at = Some(now);
-        delivery.dead_lettered_at = None;
-    } else {
-        delivery.next_attempt_at = Some(delivery.next_attempt_at.map_or(now, |at| at.min(now)));
-    }
-    delivery.updated_at = delivery.updated_at.max(now);
-}
-
+#[cfg(test)]
+mod shared_rules_tests;
 #[cfg(test)]
 mod tests;

@@ -139,8 +139,46 @@ CREATE TABLE attempts (
 ) STRICT;
 "#;
 
+/// Migration 3: each subscription's delivery health, kept up to date by every recorded attempt
+/// so reading it is one lookup; filled from the attempts already logged.
+const V3: &str = r#"
+-- One row per subscription that had an attempt. Times are those of the attempts (attempted_at).
+-- consecutive_failures counts attempts that did not succeed since the latest successful one.
+CREATE TABLE subscription_health (
+    subscription_id      TEXT NOT NULL PRIMARY KEY,
+    last_delivery_at     TEXT NOT NULL,
+    last_outcome         TEXT NOT NULL CHECK (last_outcome IN ('success', 'retrying', 'failed')),
+    consecutive_failures INTEGER NOT NULL CHECK (consecutive_failures >= 0),
+    last_success_at      TEXT
+) STRICT, WITHOUT ROWID;
+
+-- The history logged so far: an attempt succeeded when it got a 2xx; a failed one failed its
+-- delivery when it was the delivery's last attempt and the delivery is failed, and was retried
+-- otherwise.
+WITH outcomes AS (
+    SELECT d.subscription_id AS subscription_id, a.attempted_at AS at,
+           CASE WHEN a.response_code BETWEEN 200 AND 299 THEN 'success'
+                WHEN d.status = 'failed' AND a.number = d.attempt_count THEN 'failed'
+                ELSE 'retrying' END AS outcome
+      FROM attempts AS a JOIN deliveries AS d ON d.id = a.delivery_id),
+latest AS (
+    SELECT subscription_id, MAX(at) AS last_at,
+           MAX(CASE WHEN outcome = 'success' THEN at END) AS last_success_at
+      FROM outcomes GROUP BY subscription_id)
+INSERT INTO subscription_health
+SELECT l.subscription_id, l.last_at,
+       (SELECT o.outcome FROM outcomes AS o
+         WHERE o.subscription_id = l.subscription_id AND o.at = l.last_at
+         ORDER BY o.outcome = 'success' DESC LIMIT 1),
+       (SELECT COUNT(*) FROM outcomes AS o
+         WHERE o.subscription_id = l.subscription_id AND o.outcome <> 'success'
+           AND (l.last_success_at IS NULL OR o.at > l.last_success_at)),
+       l.last_success_at
+  FROM latest AS l;
+"#;
+
 /// Every migration, oldest first; migration `n` (1-based) brings the file to version `n`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -226,6 +264,7 @@ mod tests {
                 "deliveries",
                 "event_queue",
                 "events",
+                "subscription_health",
                 "subscriptions"
             ]
         );
@@ -287,7 +326,7 @@ mod tests {
 
         let conn = Connection::open(&path)?;
         assert_eq!(user_version(&conn)?, SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         Ok(())
     }
 
@@ -319,6 +358,68 @@ mod tests {
         let mut conn = Connection::open(&path)?;
         migrate(&mut conn, &path)?;
         assert_eq!(user_version(&conn)?, SCHEMA_VERSION);
+        Ok(())
+    }
+
+    /// A version-2 file's logged attempts become its subscriptions' health.
+    #[tokio::test]
+    async fn a_version_2_file_gets_health_from_its_attempts() -> TestResult {
+        use crate::delivery::{DeliveryLog, DeliveryStatus};
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("kolbak.db");
+        let mut conn = Connection::open(&path)?;
+        migrate_to(&mut conn, &path, 2)?;
+        let t = |s: u32| format!("2026-01-02T03:04:{s:02}.000000000Z");
+        for (seq, event) in [(1, "evt-1"), (2, "evt-2")] {
+            conn.execute(
+                "INSERT INTO events VALUES (?1, ?2, 'order.created', ?3, NULL, '{}', NULL, ?3)",
+                rusqlite::params![seq, event, t(0)],
+            )?;
+        }
+        // s1: d1 delivered (2xx at 10), then d2 retried at 20 and failed for good at 30.
+        // s3: one attempt, to be retried.
+        for (id, seq, event, sub, status, count) in [
+            ("d1", 1, "evt-1", "s1", "success", 1),
+            ("d2", 2, "evt-2", "s1", "failed", 2),
+            ("d3", 1, "evt-1", "s3", "retrying", 1),
+        ] {
+            let next = (status == "retrying").then(|| t(50));
+            conn.execute(
+                "INSERT INTO deliveries VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, 3, ?7, NULL, NULL, \
+                 NULL, ?8, ?8)",
+                rusqlite::params![id, seq, event, sub, status, count, next, t(0)],
+            )?;
+        }
+        for (delivery, number, at, code) in [
+            ("d1", 1, 10, 200),
+            ("d2", 1, 20, 503),
+            ("d2", 2, 30, 400),
+            ("d3", 1, 5, 500),
+        ] {
+            conn.execute(
+                "INSERT INTO attempts VALUES (?1, ?2, ?3, 5, ?4, NULL, NULL)",
+                rusqlite::params![delivery, number, t(at), code],
+            )?;
+        }
+        drop(conn);
+
+        let store = SqliteStore::open(&path)?;
+        let s1 = store.subscription_health("s1").await?;
+        assert_eq!(
+            s1.last_delivery_at.map(|at| at.to_rfc3339()),
+            Some("2026-01-02T03:04:30+00:00".to_owned())
+        );
+        assert_eq!(s1.last_outcome, Some(DeliveryStatus::Failed));
+        assert_eq!(s1.consecutive_failures, 2);
+        assert_eq!(
+            s1.last_success_at.map(|at| at.to_rfc3339()),
+            Some("2026-01-02T03:04:10+00:00".to_owned())
+        );
+        let s3 = store.subscription_health("s3").await?;
+        assert_eq!(s3.last_outcome, Some(DeliveryStatus::Retrying));
+        assert_eq!((s3.consecutive_failures, s3.last_success_at), (1, None));
+        assert_eq!(store.subscription_health("s9").await?, Default::default());
         Ok(())
     }
 

@@ -79,18 +79,21 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
 }
 
 /// Wraps a parse failure of column `index` as a rusqlite conversion error.
-fn bad_column<E>(index: usize) -> impl FnOnce(E) -> rusqlite::Error
+pub(super) fn bad_column<E>(index: usize) -> impl FnOnce(E) -> rusqlite::Error
 where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     move |e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into())
 }
 
-fn timestamp_at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn timestamp_at(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
     parse_timestamp(&row.get::<_, String>(index)?).map_err(bad_column(index))
 }
 
-fn optional_timestamp_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(super) fn optional_timestamp_at(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
     row.get::<_, Option<String>>(index)?
         .map(|text| parse_timestamp(&text).map_err(bad_column(index)))
         .transpose()
