@@ -1,6 +1,7 @@
 //! `kolbak`: the one binary. Each subcommand wires the library crates for one role; nothing
 //! here decides behaviour.
 
+mod migrate;
 mod operator;
 mod process;
 mod standalone;
@@ -24,6 +25,8 @@ enum Command {
     Standalone(standalone::StandaloneArgs),
     /// Run the Kubernetes operator (controllers for the Kolbak custom resources).
     Operator(operator::OperatorArgs),
+    /// Create or upgrade the Cassandra delivery log schema.
+    Migrate(migrate::MigrateArgs),
     /// Write the CustomResourceDefinition YAML files.
     Crdgen {
         /// Directory to write into.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args),
         Command::Operator(args) => operator::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Crdgen { out } => crdgen(&out),
     };
     match result {

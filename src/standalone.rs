@@ -7,15 +7,42 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use kolbak_core::SqliteStore;
-use kolbak_core::config;
+use kolbak_core::config::{self, Settings};
+use kolbak_core::mirrored_log::MirroredLog;
 use kolbak_core::sqlite::EmbeddedStoreConfig;
 use kolbak_core::telemetry::{self, MetricsRegistry};
+use kolbak_core::{CassandraConfig, CassandraLog, DeliveryLog};
 use kolbak_dispatcher::{Dispatcher, DispatcherConfig, DispatcherParts};
 use kolbak_ingress::bootstrap::{BootstrapCredentials, Origin};
 use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::process::{Format, shutdown_signal};
+
+/// Where standalone keeps its delivery log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    /// In the SQLite file with the queue.
+    #[default]
+    Sqlite,
+    /// Also in Apache Cassandra (`KOLBAK_CASSANDRA_*`), which then serves the log's reads.
+    Cassandra,
+}
+
+/// Standalone's choice of delivery log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogChoice {
+    /// `sqlite` (default) or `cassandra` (`KOLBAK_DELIVERY_LOG`).
+    pub delivery_log: LogBackend,
+}
+
+impl Settings for LogChoice {
+    fn validate(&self) -> kolbak_core::Result<()> {
+        Ok(())
+    }
+}
 
 /// Command-line flags; each overrides the file and the environment.
 #[derive(Debug, Args, Serialize)]
@@ -45,18 +72,28 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<()> {
     let api: ApiConfig = config::load(file, std::env::vars(), &args)?;
     let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
     let dispatcher: DispatcherConfig = config::load(file, std::env::vars(), &args)?;
+    let choice: LogChoice = config::load(file, std::env::vars(), &args)?;
+    let cassandra = match choice.delivery_log {
+        LogBackend::Sqlite => None,
+        LogBackend::Cassandra => Some(config::load::<CassandraConfig>(
+            file,
+            std::env::vars(),
+            &args,
+        )?),
+    };
     telemetry::init(args.log_format.into(), "info,tower_http=warn")?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(api, store, dispatcher))
+        .block_on(serve(api, store, dispatcher, cassandra))
 }
 
 async fn serve(
     api: ApiConfig,
     store: EmbeddedStoreConfig,
     dispatcher: DispatcherConfig,
+    cassandra: Option<CassandraConfig>,
 ) -> anyhow::Result<()> {
     let data_dir = store.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| {
@@ -70,13 +107,22 @@ async fn serve(
         announce(&credentials, &store);
     }
     let store = Arc::new(SqliteStore::open(&store.database_path())?);
+    let log: Arc<dyn DeliveryLog> = match cassandra {
+        None => store.clone(),
+        Some(settings) => {
+            let cassandra = CassandraLog::connect(&settings)
+                .await
+                .context("cannot use the Cassandra delivery log (KOLBAK_CASSANDRA_*)")?;
+            Arc::new(MirroredLog::new(store.as_ref().clone(), cassandra))
+        }
+    };
     let metrics = MetricsRegistry::default();
     let state = AppState::new(
         api.clone(),
         Backends {
             registry: store.clone(),
             queue: store.clone(),
-            delivery_log: store.clone(),
+            delivery_log: log.clone(),
         },
         AdminClient::new(
             &credentials.admin_client_id,
@@ -90,7 +136,7 @@ async fn serve(
         DispatcherParts {
             registry: store.clone(),
             queue: store.clone(),
-            log: store,
+            log,
             wakeup: state.dispatcher_wakeup(),
             metrics,
         },

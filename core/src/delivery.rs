@@ -125,6 +125,28 @@ pub enum RetryRequest {
 }
 
 impl Delivery {
+    /// The record of a delivery just planned at fan-out: pending, due `now`.
+    pub fn planned(
+        plan: &crate::queue::PlannedDelivery,
+        event_id: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: plan.id.clone(),
+            event_id: event_id.to_owned(),
+            subscription_id: plan.subscription_id.clone(),
+            status: DeliveryStatus::Pending,
+            attempt_count: 0,
+            max_attempts: plan.max_attempts,
+            next_attempt_at: Some(now),
+            last_response_code: None,
+            last_error: None,
+            dead_lettered_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// True while another attempt is planned (`pending` or `retrying`).
     pub fn is_open(&self) -> bool {
         !self.status.is_final()

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod mirrored_log;
 pub mod queue;
 pub mod registry;
 pub mod scope;

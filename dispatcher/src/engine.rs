@@ -13,7 +13,9 @@ use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kolbak_core::id::new_id;
 use kolbak_core::telemetry::MetricsRegistry;
-use kolbak_core::{DeliveryLog, Ordering, PlannedDelivery, Queue, Registry, Subscription};
+use kolbak_core::{
+    Delivery, DeliveryLog, Ordering, PlannedDelivery, Queue, Registry, Subscription,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
@@ -285,7 +287,7 @@ impl Dispatcher {
                 .map_err(Error::Storage)?;
             let count = events.len();
             for queued in events {
-                let planned = cache
+                let planned: Vec<PlannedDelivery> = cache
                     .matching(&queued.event.event.event)
                     .into_iter()
                     .map(|s| PlannedDelivery {
@@ -295,10 +297,22 @@ impl Dispatcher {
                         ordered: s.ordering == Ordering::Ordered,
                     })
                     .collect();
+                let now = Utc::now();
+                let created: Vec<Delivery> = planned
+                    .iter()
+                    .map(|p| Delivery::planned(p, &queued.event.event.id, now))
+                    .collect();
                 self.queue
-                    .fan_out(queued.seq, planned, Utc::now())
+                    .fan_out(queued.seq, planned, now)
                     .await
                     .map_err(Error::Storage)?;
+                // The log learns of the deliveries too (a no-op when the queue's store is the
+                // log); if that fails, a mirrored log catches up on each delivery's first write.
+                if !created.is_empty()
+                    && let Err(error) = self.runner.log.record_deliveries(&created).await
+                {
+                    tracing::warn!(%error, "delivery log missed new deliveries; it catches up on their first attempt");
+                }
             }
             if count < FAN_OUT_BATCH as usize {
                 return Ok(());
