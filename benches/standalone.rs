@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench --bench standalone` (optional env: `BENCH_EVENTS` default 20000,
 //! `BENCH_CONCURRENCY` default 64, `BENCH_RATE` default 500/s for `BENCH_SECONDS` default 10).
+//! With `KOLBAK_DELIVERY_LOG=cassandra` (and `KOLBAK_CASSANDRA_KEYSPACE` of a migrated
+//! keyspace: `kolbak migrate`) the server also logs to Cassandra — the environment is passed
+//! through to it.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 

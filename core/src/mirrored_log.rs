@@ -1,7 +1,11 @@
 //! A delivery log kept in two places: the queue's own store, which schedules deliveries (the
 //! SQLite file standalone), and an external log that serves reads and keeps history at scale
-//! (Cassandra). Writes go to the primary first — it decides what happens next — then to the
-//! mirror; reads come from the mirror.
+//! (Cassandra). Reads come from the mirror.
+//!
+//! Attempts and abandonments reach the mirror *before* the primary: the primary's write is
+//! what makes the scheduler move on, so once it is done the mirror already holds the record. A
+//! crash in between only leads to the attempt being made again (at least once), never to a
+//! record missing from the mirror.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,8 +17,9 @@ use crate::delivery::{
 use crate::error::Result;
 use crate::registry::{Listing, Page};
 
-/// Writes to `primary` then `mirror`; reads from `mirror`. Every write is idempotent on both
-/// sides, so a caller that retries a failed write (the dispatcher always does) converges.
+/// Mirrors every write of `primary` into `mirror`; reads from `mirror`. Every write is
+/// idempotent on both sides, so a caller that retries a failed write (the dispatcher always
+/// does) converges.
 pub struct MirroredLog<P, M> {
     primary: P,
     mirror: M,
@@ -71,23 +76,22 @@ impl<P: DeliveryLog, M: DeliveryLog> DeliveryLog for MirroredLog<P, M> {
         attempt: &Attempt,
         outcome: AttemptOutcome,
     ) -> Result<Option<Delivery>> {
-        let updated = self.primary.record_attempt(attempt, outcome).await?;
-        if updated.is_some() {
-            self.sync_delivery(&attempt.delivery_id).await?;
-            self.mirror.record_attempt(attempt, outcome).await?;
+        if self.sync_delivery(&attempt.delivery_id).await?.is_none() {
+            return Ok(None);
         }
-        Ok(updated)
+        self.mirror.record_attempt(attempt, outcome).await?;
+        self.primary.record_attempt(attempt, outcome).await
     }
 
     async fn abandon(&self, delivery_id: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
-        self.primary.abandon(delivery_id, reason, now).await?;
         if self.sync_delivery(delivery_id).await?.is_some() {
             self.mirror.abandon(delivery_id, reason, now).await?;
         }
-        Ok(())
+        self.primary.abandon(delivery_id, reason, now).await
     }
 
     async fn request_retry(&self, id: &str, now: DateTime<Utc>) -> Result<Option<RetryRequest>> {
+        // The primary decides (it holds the authoritative state); the mirror follows.
         let answer = self.primary.request_retry(id, now).await?;
         if matches!(answer, Some(RetryRequest::Scheduled(_))) {
             self.sync_delivery(id).await?;
