@@ -7,6 +7,8 @@ scripts/setup.sh
 # The chart: installs a pinned helm when missing, then helm lint and helm template.
 scripts/helm.sh
 # Real services for the integration tests (assembled from Maven Central jars, cached).
+scripts/kafka.sh up >/dev/null
 scripts/cassandra.sh up >/dev/null
+export KOLBAK_KAFKA_BROKERS="${KOLBAK_KAFKA_BROKERS:-127.0.0.1:9092}"
 export KOLBAK_CASSANDRA_NODES="${KOLBAK_CASSANDRA_NODES:-127.0.0.1:9042}"
 cargo test --workspace --locked --all-targets "$@"

@@ -1,6 +1,7 @@
 //! `kolbak`: the one binary. Each subcommand wires the library crates for one role; nothing
 //! here decides behaviour.
 
+mod ingress;
 mod migrate;
 mod operator;
 mod process;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the whole service in one process on an embedded SQLite store.
     Standalone(standalone::StandaloneArgs),
+    /// Run the REST API of a cluster deployment: events go to Kafka.
+    Ingress(ingress::IngressArgs),
     /// Run the Kubernetes operator (controllers for the Kolbak custom resources).
     Operator(operator::OperatorArgs),
     /// Create or upgrade the Cassandra delivery log schema.
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args),
+        Command::Ingress(args) => ingress::run(args),
         Command::Operator(args) => operator::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Crdgen { out } => crdgen(&out),

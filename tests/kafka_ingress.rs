@@ -1,0 +1,446 @@
+//! End-to-end tests of `kolbak ingress`: the real binary, a real Kafka broker
+//! (`scripts/kafka.sh up`; `KOLBAK_KAFKA_BROKERS`, default `127.0.0.1:9092`), HTTP over real
+//! sockets. Without a reachable broker the tests that need one print a note and pass, except
+//! with `CI=true`, where they fail. The tests for an unreachable Kafka point the ingress at a
+//! closed port and need no broker.
+//!
+//! One test stops and restarts the shared broker with `scripts/kafka.sh down`/`up`. It takes
+//! [`BROKER`] for writing, every other broker test takes it for reading, so within this binary
+//! nothing else touches the broker meanwhile; `cargo test` runs test binaries one at a time.
+//! It runs only against the broker that `scripts/kafka.sh` manages.
+
+mod harness;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::{ADMIN_SECRET, Client, Fallible, TestResult, free_port};
+use kolbak_core::id::new_id;
+use kolbak_core::kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use kolbak_core::kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use kolbak_core::kafka::{KafkaConfig, QueuedMessage};
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+
+/// Readers: tests using the broker; writer: the test that restarts it.
+static BROKER: RwLock<()> = RwLock::const_new(());
+
+const JWT_SECRET: &str = "kafka-ingress-tests-jwt-secret-0123456789";
+const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+fn brokers() -> String {
+    std::env::var("KOLBAK_KAFKA_BROKERS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_BROKERS.to_owned())
+}
+
+/// `true` when the broker accepts connections; fails under `CI=true` when it does not.
+fn broker_up(brokers: &str) -> bool {
+    let up = brokers
+        .split(',')
+        .next()
+        .and_then(|b| b.trim().parse::<std::net::SocketAddr>().ok())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+        });
+    if !up {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no Kafka broker at {brokers} (start it with scripts/kafka.sh up)"
+        );
+        eprintln!("note: no Kafka broker at {brokers}; skipping (scripts/kafka.sh up)");
+    }
+    up
+}
+
+/// A running `kolbak ingress`; killed when dropped. Its output goes to `log`.
+struct Ingress {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    prefix: String,
+}
+
+impl Ingress {
+    fn start(data_dir: &Path, brokers: &str, env: &[(&str, &str)]) -> Fallible<Self> {
+        let port = free_port()?;
+        let prefix = format!("test.{}.", new_id());
+        let log = data_dir.join("ingress.log");
+        File::create(&log)?;
+        let append = || File::options().append(true).open(&log);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kolbak"));
+        command
+            .arg("ingress")
+            .env("KOLBAK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KOLBAK_DATA_DIR", data_dir)
+            .env("KOLBAK_LOG_FORMAT", "json")
+            .env("KOLBAK_ADMIN_CLIENT_ID", "admin")
+            .env("KOLBAK_ADMIN_CLIENT_SECRET", ADMIN_SECRET)
+            .env("KOLBAK_JWT_SECRET", JWT_SECRET)
+            .env("KOLBAK_KAFKA_BROKERS", brokers)
+            .env("KOLBAK_KAFKA_TOPIC_PREFIX", &prefix)
+            .env("KOLBAK_KAFKA_PARTITIONS", "3")
+            .stdin(Stdio::null())
+            .stdout(append()?)
+            .stderr(append()?);
+        for (name, value) in env {
+            if value.is_empty() {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        let mut child = command.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait()? {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("kolbak ingress exited early: {status}\n{output}").into());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("kolbak ingress did not start listening".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            prefix,
+        })
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The status of `GET /readyz`.
+    async fn ready_status(&self) -> Fallible<u16> {
+        let response = reqwest::get(format!("{}/readyz", self.base)).await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Waits until `/readyz` answers 200 (the topics exist).
+    async fn wait_ready(&self) -> TestResult {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.ready_status().await? != 200 {
+            if Instant::now() > deadline {
+                return Err(format!("ingress never became ready:\n{}", self.output()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> Fallible<std::process::ExitStatus> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                return Err("kolbak ingress did not stop on SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `POST /v1/events`: (status, `Retry-After`, body).
+async fn publish(client: &Client, body: Value) -> Fallible<(u16, Option<String>, Value)> {
+    let response = client
+        .http
+        .post(format!("{}/v1/events", client.base))
+        .bearer_auth(&client.token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok((status, retry_after, body))
+}
+
+/// Keys and records on the events topic under `prefix`, once at least `count` are there.
+async fn read_events(
+    brokers: &str,
+    prefix: &str,
+    count: usize,
+) -> Fallible<Vec<(String, QueuedMessage)>> {
+    read_events_until(brokers, prefix, |found| found.len() >= count).await
+}
+
+/// Keys and records on the events topic under `prefix`, read from the beginning until `done`
+/// holds for what was read (within 30 s).
+async fn read_events_until(
+    brokers: &str,
+    prefix: &str,
+    done: impl Fn(&[(String, QueuedMessage)]) -> bool,
+) -> Fallible<Vec<(String, QueuedMessage)>> {
+    let topic = format!("{prefix}events");
+    let kafka = KafkaConfig {
+        kafka_brokers: brokers.to_owned(),
+        ..KafkaConfig::default()
+    };
+    let mut config: ClientConfig = kafka.client_config();
+    config
+        .set("group.id", format!("test-reader-{}", new_id()))
+        .set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = config.create()?;
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+    let mut assignment = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            assignment.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut found = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(&found) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, consumer.recv())
+            .await
+            .map_err(|_| format!("not all records found on {topic}: {found:?}"))??;
+        let key = String::from_utf8(message.key().unwrap_or_default().to_vec())?;
+        found.push((
+            key,
+            QueuedMessage::decode(message.payload().unwrap_or_default())?,
+        ));
+    }
+    Ok(found)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepted_events_are_in_the_topic_and_shutdown_is_clean() -> TestResult {
+    let _shared = BROKER.read().await;
+    let brokers = brokers();
+    if !broker_up(&brokers) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let ingress = Ingress::start(dir.path(), &brokers, &[])?;
+    ingress.wait_ready().await?;
+    let client = Client::admin(&ingress.base).await?;
+    let (status, _, body) = publish(
+        &client,
+        json!({"id": "evt-1", "event": "order.created", "ordering_key": "customer-1",
+               "payload": {"total": 12}}),
+    )
+    .await?;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["id"], "evt-1");
+    let (status, _, body) = publish(&client, json!({"event": "order.paid", "payload": {}})).await?;
+    assert_eq!(status, 202, "{body}");
+    let generated = body["data"]["id"].as_str().ok_or("no id")?.to_owned();
+
+    let mut records = read_events(&brokers, &ingress.prefix, 2).await?;
+    records.sort_by_key(|r| r.1.accepted_at);
+    assert_eq!(records[0].0, "customer-1");
+    assert_eq!(records[0].1.event.id, "evt-1");
+    assert_eq!(records[0].1.event.payload, json!({"total": 12}));
+    assert_eq!(records[1].0, generated);
+    assert_eq!(records[1].1.event.event, "order.paid");
+
+    // The SQLite registry serves the rest of the API in this mode.
+    let (status, body) = client
+        .post(
+            "/v1/webhooks",
+            json!({"callback_url": "https://example.com/hook", "event": "order.*"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let status = ingress.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_kafka_events_get_503_with_retry_after_never_202() -> TestResult {
+    // Port 1 on loopback refuses connections: Kafka is down from the ingress's point of view,
+    // while the shared broker keeps serving the other tests.
+    let dir = tempfile::tempdir()?;
+    let ingress = Ingress::start(
+        dir.path(),
+        "127.0.0.1:1",
+        &[("KOLBAK_KAFKA_REQUEST_TIMEOUT", "1s")],
+    )?;
+    assert_eq!(ingress.ready_status().await?, 503);
+    let client = Client::admin(&ingress.base).await?;
+    for n in 0..3 {
+        let started = Instant::now();
+        let (status, retry_after, body) = publish(
+            &client,
+            json!({"id": format!("evt-down-{n}"), "event": "order.created", "payload": {}}),
+        )
+        .await?;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        assert!(
+            retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()) >= Some(1),
+            "{retry_after:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let status = ingress.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_mode_requires_configured_credentials() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let started = Ingress::start(
+        dir.path(),
+        "127.0.0.1:1",
+        &[
+            ("KOLBAK_JWT_SECRET", ""),
+            ("KOLBAK_ADMIN_CLIENT_ID", ""),
+            ("KOLBAK_ADMIN_CLIENT_SECRET", ""),
+        ],
+    );
+    let error = started.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("exited early"), "{error}");
+    assert!(error.contains("KOLBAK_JWT_SECRET"), "{error}");
+    assert!(!dir.path().join("credentials.json").exists());
+    Ok(())
+}
+
+/// Runs `scripts/kafka.sh <action>` and fails when it does.
+fn kafka_script(action: &str) -> TestResult {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let output = Command::new("bash").arg(script).arg(action).output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "scripts/kafka.sh {action} failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_gets_503_meanwhile_and_loses_no_accepted_event() -> TestResult {
+    let _exclusive = BROKER.write().await;
+    let brokers = brokers();
+    if !broker_up(&brokers) {
+        return Ok(());
+    }
+    if brokers != DEFAULT_BROKERS {
+        // Only the broker that scripts/kafka.sh manages may be stopped by a test.
+        eprintln!(
+            "note: KOLBAK_KAFKA_BROKERS={brokers} is not scripts/kafka.sh's broker; skipping"
+        );
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let ingress = Ingress::start(
+        dir.path(),
+        &brokers,
+        &[("KOLBAK_KAFKA_REQUEST_TIMEOUT", "2s")],
+    )?;
+    ingress.wait_ready().await?;
+    let client = Client::admin(&ingress.base).await?;
+    let mut accepted = Vec::new();
+    let (status, _, body) = publish(
+        &client,
+        json!({"id": "evt-before", "event": "order.created", "payload": {}}),
+    )
+    .await?;
+    assert_eq!(status, 202, "{body}");
+    accepted.push("evt-before".to_owned());
+
+    kafka_script("down")?;
+    let result = async {
+        let mut refused = 0;
+        for n in 0..3 {
+            let id = format!("evt-down-{n}");
+            let (status, retry_after, body) = publish(
+                &client,
+                json!({"id": id, "event": "order.created", "payload": {}}),
+            )
+            .await?;
+            match status {
+                503 => {
+                    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                    assert!(retry_after.is_some(), "503 without Retry-After");
+                    refused += 1;
+                }
+                other => panic!("while Kafka is down: {other} {body}"),
+            }
+        }
+        assert_eq!(refused, 3);
+        assert_eq!(ingress.ready_status().await?, 503);
+        TestResult::Ok(())
+    }
+    .await;
+    // Restart the broker whatever happened, so later tests find it serving.
+    kafka_script("up")?;
+    result?;
+
+    // The producer reconnects by itself: publishing succeeds again within a minute.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    loop {
+        let id = format!("evt-after-{n}");
+        let (status, _, body) = publish(
+            &client,
+            json!({"id": id, "event": "order.created", "payload": {}}),
+        )
+        .await?;
+        match status {
+            202 => {
+                accepted.push(id);
+                break;
+            }
+            503 => {}
+            other => panic!("after the restart: {other} {body}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 202 within a minute of the broker's restart:\n{}",
+            ingress.output()
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ingress.wait_ready().await?;
+
+    // Every 202 is on the topic (a 503'd event may be there too: its acknowledgement was lost).
+    let records = read_events_until(&brokers, &ingress.prefix, |found| {
+        accepted
+            .iter()
+            .all(|id| found.iter().any(|(_, m)| &m.event.id == id))
+    })
+    .await?;
+    assert!(records.len() <= accepted.len() + 3, "{records:?}");
+    let status = ingress.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
