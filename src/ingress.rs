@@ -1,8 +1,9 @@
 //! `kolbak ingress`: the REST API of a cluster deployment. Accepted events go to Kafka (an
-//! idempotent producer, 202 only after every in-sync replica acknowledged); subscriptions, API
-//! keys and the delivery log live, until the operator's registry lands, in the embedded SQLite
-//! store in `KOLBAK_DATA_DIR` (behind the `Registry` and `DeliveryLog` traits, so swapping them
-//! is configuration).
+//! idempotent producer, 202 only after every in-sync replica acknowledged); subscriptions and
+//! API keys live, until the operator's registry lands, in the embedded SQLite store in
+//! `KOLBAK_DATA_DIR`; the delivery log is read from Cassandra with `KOLBAK_DELIVERY_LOG=cassandra`
+//! (what `kolbak dispatcher` writes), else from that SQLite store. Both sit behind the
+//! `Registry` and `DeliveryLog` traits, so swapping them is configuration.
 //!
 //! Credentials: unlike standalone, nothing is generated. `KOLBAK_ADMIN_CLIENT_ID`,
 //! `KOLBAK_ADMIN_CLIENT_SECRET` and `KOLBAK_JWT_SECRET` must be configured, because every
@@ -23,12 +24,13 @@ use kolbak_core::config;
 use kolbak_core::kafka::{DEFAULT_RETRY_TIERS, KafkaConfig, KafkaPublisher, KafkaTopics};
 use kolbak_core::sqlite::EmbeddedStoreConfig;
 use kolbak_core::telemetry::{self, MetricsRegistry};
-use kolbak_core::{Error, SqliteStore};
+use kolbak_core::{CassandraConfig, CassandraLog, DeliveryLog, Error, SqliteStore};
 use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::process::{Format, shutdown_signal};
+use crate::standalone::{LogBackend, LogChoice};
 
 /// Longest wait between two attempts to create the topics while Kafka is unreachable.
 const MAX_TOPIC_RETRY: Duration = Duration::from_secs(30);
@@ -71,13 +73,22 @@ pub fn run(args: IngressArgs) -> anyhow::Result<()> {
     let api: ApiConfig = config::load(file, std::env::vars(), &args)?;
     let kafka: KafkaConfig = config::load(file, std::env::vars(), &args)?;
     let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
+    let choice: LogChoice = config::load(file, std::env::vars(), &args)?;
+    let cassandra = match choice.delivery_log {
+        LogBackend::Sqlite => None,
+        LogBackend::Cassandra => Some(config::load::<CassandraConfig>(
+            file,
+            std::env::vars(),
+            &args,
+        )?),
+    };
     let credentials = required_credentials(&api)?;
     telemetry::init(args.log_format.into(), "info,tower_http=warn")?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(api, kafka, store, credentials))
+        .block_on(serve(api, kafka, store, cassandra, credentials))
 }
 
 fn required_credentials(api: &ApiConfig) -> anyhow::Result<Credentials> {
@@ -104,6 +115,7 @@ async fn serve(
     api: ApiConfig,
     kafka: KafkaConfig,
     store: EmbeddedStoreConfig,
+    cassandra: Option<CassandraConfig>,
     credentials: Credentials,
 ) -> anyhow::Result<()> {
     let data_dir = store.data_dir.clone();
@@ -114,13 +126,21 @@ async fn serve(
         )
     })?;
     let sqlite = Arc::new(SqliteStore::open(&store.database_path())?);
+    let delivery_log: Arc<dyn DeliveryLog> = match cassandra {
+        None => sqlite.clone(),
+        Some(settings) => Arc::new(
+            CassandraLog::connect(&settings)
+                .await
+                .context("cannot use the Cassandra delivery log (KOLBAK_CASSANDRA_*)")?,
+        ),
+    };
     let publisher = KafkaPublisher::new(&kafka)?;
     let state = AppState::new(
         api.clone(),
         Backends {
             registry: sqlite.clone(),
             queue: Arc::new(publisher.clone()),
-            delivery_log: sqlite,
+            delivery_log,
         },
         AdminClient::new(
             &credentials.admin_client_id,

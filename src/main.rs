@@ -1,6 +1,7 @@
 //! `kolbak`: the one binary. Each subcommand wires the library crates for one role; nothing
 //! here decides behaviour.
 
+mod dispatcher;
 mod ingress;
 mod migrate;
 mod operator;
@@ -26,6 +27,8 @@ enum Command {
     Standalone(standalone::StandaloneArgs),
     /// Run the REST API of a cluster deployment: events go to Kafka.
     Ingress(ingress::IngressArgs),
+    /// Run a delivery engine of a cluster deployment: consume Kafka, deliver, log to Cassandra.
+    Dispatcher(dispatcher::DispatcherArgs),
     /// Run the Kubernetes operator (controllers for the Kolbak custom resources).
     Operator(operator::OperatorArgs),
     /// Create or upgrade the Cassandra delivery log schema.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args),
         Command::Ingress(args) => ingress::run(args),
+        Command::Dispatcher(args) => dispatcher::run(args),
         Command::Operator(args) => operator::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Crdgen { out } => crdgen(&out),

@@ -19,18 +19,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::process::{Format, shutdown_signal};
 
-/// Where standalone keeps its delivery log.
+/// Where the delivery log is kept (standalone and `kolbak ingress`; `kolbak dispatcher`
+/// always uses Cassandra).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogBackend {
-    /// In the SQLite file with the queue.
+    /// In the SQLite file (standalone: with the queue).
     #[default]
     Sqlite,
-    /// Also in Apache Cassandra (`KOLBAK_CASSANDRA_*`), which then serves the log's reads.
+    /// In Apache Cassandra (`KOLBAK_CASSANDRA_*`), which then serves the log's reads
+    /// (standalone mirrors it into the SQLite file too).
     Cassandra,
 }
 
-/// Standalone's choice of delivery log.
+/// The choice of delivery log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogChoice {

@@ -9,156 +9,47 @@
 //! nothing else touches the broker meanwhile; `cargo test` runs test binaries one at a time.
 //! It runs only against the broker that `scripts/kafka.sh` manages.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod harness;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harness::{ADMIN_SECRET, Client, Fallible, TestResult, free_port};
+use cluster::{DEFAULT_BROKERS, Process, broker_up, brokers, read_topic_until, run_script};
+use harness::{Client, Fallible, TestResult};
 use kolbak_core::id::new_id;
-use kolbak_core::kafka::rdkafka::consumer::{Consumer, StreamConsumer};
-use kolbak_core::kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use kolbak_core::kafka::{KafkaConfig, QueuedMessage};
+use kolbak_core::kafka::QueuedMessage;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
 /// Readers: tests using the broker; writer: the test that restarts it.
 static BROKER: RwLock<()> = RwLock::const_new(());
 
-const JWT_SECRET: &str = "kafka-ingress-tests-jwt-secret-0123456789";
-const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
-
-fn brokers() -> String {
-    std::env::var("KOLBAK_KAFKA_BROKERS")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_BROKERS.to_owned())
-}
-
-/// `true` when the broker accepts connections; fails under `CI=true` when it does not.
-fn broker_up(brokers: &str) -> bool {
-    let up = brokers
-        .split(',')
-        .next()
-        .and_then(|b| b.trim().parse::<std::net::SocketAddr>().ok())
-        .is_some_and(|addr| {
-            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
-        });
-    if !up {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no Kafka broker at {brokers} (start it with scripts/kafka.sh up)"
-        );
-        eprintln!("note: no Kafka broker at {brokers}; skipping (scripts/kafka.sh up)");
-    }
-    up
-}
-
-/// A running `kolbak ingress`; killed when dropped. Its output goes to `log`.
+/// A running `kolbak ingress` on its own topic prefix.
 struct Ingress {
-    child: Child,
-    base: String,
-    log: PathBuf,
+    process: Process,
     prefix: String,
 }
 
 impl Ingress {
     fn start(data_dir: &Path, brokers: &str, env: &[(&str, &str)]) -> Fallible<Self> {
-        let port = free_port()?;
         let prefix = format!("test.{}.", new_id());
-        let log = data_dir.join("ingress.log");
-        File::create(&log)?;
-        let append = || File::options().append(true).open(&log);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kolbak"));
-        command
-            .arg("ingress")
-            .env("KOLBAK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("KOLBAK_DATA_DIR", data_dir)
-            .env("KOLBAK_LOG_FORMAT", "json")
-            .env("KOLBAK_ADMIN_CLIENT_ID", "admin")
-            .env("KOLBAK_ADMIN_CLIENT_SECRET", ADMIN_SECRET)
-            .env("KOLBAK_JWT_SECRET", JWT_SECRET)
-            .env("KOLBAK_KAFKA_BROKERS", brokers)
-            .env("KOLBAK_KAFKA_TOPIC_PREFIX", &prefix)
-            .env("KOLBAK_KAFKA_PARTITIONS", "3")
-            .stdin(Stdio::null())
-            .stdout(append()?)
-            .stderr(append()?);
-        for (name, value) in env {
-            if value.is_empty() {
-                command.env_remove(name);
-            } else {
-                command.env(name, value);
-            }
-        }
-        let mut child = command.spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait()? {
-                let output = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("kolbak ingress exited early: {status}\n{output}").into());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err("kolbak ingress did not start listening".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            prefix,
-        })
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The status of `GET /readyz`.
-    async fn ready_status(&self) -> Fallible<u16> {
-        let response = reqwest::get(format!("{}/readyz", self.base)).await?;
-        Ok(response.status().as_u16())
-    }
-
-    /// Waits until `/readyz` answers 200 (the topics exist).
-    async fn wait_ready(&self) -> TestResult {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.ready_status().await? != 200 {
-            if Instant::now() > deadline {
-                return Err(format!("ingress never became ready:\n{}", self.output()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> Fallible<std::process::ExitStatus> {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                return Err("kolbak ingress did not stop on SIGTERM".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut all = vec![
+            ("KOLBAK_KAFKA_BROKERS", brokers),
+            ("KOLBAK_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+            ("KOLBAK_KAFKA_PARTITIONS", "3"),
+        ];
+        all.extend_from_slice(env);
+        let process = Process::start("ingress", "ingress", data_dir, true, &all)?;
+        Ok(Self { process, prefix })
     }
 }
 
-impl Drop for Ingress {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Ingress {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
@@ -197,38 +88,15 @@ async fn read_events_until(
     prefix: &str,
     done: impl Fn(&[(String, QueuedMessage)]) -> bool,
 ) -> Fallible<Vec<(String, QueuedMessage)>> {
-    let topic = format!("{prefix}events");
-    let kafka = KafkaConfig {
-        kafka_brokers: brokers.to_owned(),
-        ..KafkaConfig::default()
+    let decode = |records: &[(String, Vec<u8>)]| -> Vec<(String, QueuedMessage)> {
+        records
+            .iter()
+            .filter_map(|(k, v)| QueuedMessage::decode(v).ok().map(|m| (k.clone(), m)))
+            .collect()
     };
-    let mut config: ClientConfig = kafka.client_config();
-    config
-        .set("group.id", format!("test-reader-{}", new_id()))
-        .set("enable.auto.commit", "false");
-    let consumer: StreamConsumer = config.create()?;
-    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-    let mut assignment = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            assignment.add_partition_offset(&topic, p.id(), Offset::Beginning)?;
-        }
-    }
-    consumer.assign(&assignment)?;
-    let mut found = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done(&found) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = tokio::time::timeout(left, consumer.recv())
-            .await
-            .map_err(|_| format!("not all records found on {topic}: {found:?}"))??;
-        let key = String::from_utf8(message.key().unwrap_or_default().to_vec())?;
-        found.push((
-            key,
-            QueuedMessage::decode(message.payload().unwrap_or_default())?,
-        ));
-    }
-    Ok(found)
+    let records =
+        read_topic_until(brokers, &format!("{prefix}events"), |r| done(&decode(r))).await?;
+    Ok(decode(&records))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,7 +138,7 @@ async fn accepted_events_are_in_the_topic_and_shutdown_is_clean() -> TestResult 
         )
         .await?;
     assert_eq!(status, 201, "{body}");
-    let status = ingress.terminate()?;
+    let status = ingress.process.terminate()?;
     assert!(status.success(), "{status}");
     Ok(())
 }
@@ -306,7 +174,7 @@ async fn without_kafka_events_get_503_with_retry_after_never_202() -> TestResult
             started.elapsed()
         );
     }
-    let status = ingress.terminate()?;
+    let status = ingress.process.terminate()?;
     assert!(status.success(), "{status}");
     Ok(())
 }
@@ -327,21 +195,6 @@ async fn cluster_mode_requires_configured_credentials() -> TestResult {
     assert!(error.contains("exited early"), "{error}");
     assert!(error.contains("KOLBAK_JWT_SECRET"), "{error}");
     assert!(!dir.path().join("credentials.json").exists());
-    Ok(())
-}
-
-/// Runs `scripts/kafka.sh <action>` and fails when it does.
-fn kafka_script(action: &str) -> TestResult {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-    let output = Command::new("bash").arg(script).arg(action).output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "scripts/kafka.sh {action} failed: {}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
     Ok(())
 }
 
@@ -376,7 +229,7 @@ async fn a_broker_restart_gets_503_meanwhile_and_loses_no_accepted_event() -> Te
     assert_eq!(status, 202, "{body}");
     accepted.push("evt-before".to_owned());
 
-    kafka_script("down")?;
+    run_script("kafka.sh", "down")?;
     let result = async {
         let mut refused = 0;
         for n in 0..3 {
@@ -401,7 +254,7 @@ async fn a_broker_restart_gets_503_meanwhile_and_loses_no_accepted_event() -> Te
     }
     .await;
     // Restart the broker whatever happened, so later tests find it serving.
-    kafka_script("up")?;
+    run_script("kafka.sh", "up")?;
     result?;
 
     // The producer reconnects by itself: publishing succeeds again within a minute.
@@ -440,7 +293,7 @@ async fn a_broker_restart_gets_503_meanwhile_and_loses_no_accepted_event() -> Te
     })
     .await?;
     assert!(records.len() <= accepted.len() + 3, "{records:?}");
-    let status = ingress.terminate()?;
+    let status = ingress.process.terminate()?;
     assert!(status.success(), "{status}");
     Ok(())
 }

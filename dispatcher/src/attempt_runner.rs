@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use kolbak_core::event::AcceptedEvent;
 use kolbak_core::subscription::Deactivation;
 use kolbak_core::{
     Attempt, AttemptOutcome, Delivery, DeliveryLog, Queue, Registry, Subscription,
@@ -27,8 +28,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct AttemptRunner {
     /// Subscriptions (for 410 deactivation).
     pub registry: Arc<dyn Registry>,
-    /// Events.
-    pub queue: Arc<dyn Queue>,
     /// Where attempts are recorded.
     pub log: Arc<dyn DeliveryLog>,
     /// The HTTP client.
@@ -40,24 +39,40 @@ pub struct AttemptRunner {
 }
 
 impl AttemptRunner {
-    /// Makes attempt `delivery.attempt_count + 1` of `delivery` to `subscription` and records
-    /// it. Returns once the outcome is durable.
-    pub async fn run(&self, delivery: Delivery, subscription: Arc<Subscription>) {
-        let event =
-            match retry_storage("read event", || self.queue.get_event(&delivery.event_id)).await {
-                Some(event) => event,
-                None => {
-                    self.abandon(&delivery, "the event is no longer stored")
-                        .await;
-                    return;
-                }
-            };
+    /// Loads the event of `delivery` from `queue`, then makes and records the attempt (see
+    /// [`AttemptRunner::attempt`]).
+    pub async fn run(
+        &self,
+        queue: &dyn Queue,
+        delivery: Delivery,
+        subscription: Arc<Subscription>,
+    ) {
+        let event = match retry_storage("read event", || queue.get_event(&delivery.event_id)).await
+        {
+            Some(event) => event,
+            None => {
+                self.abandon(&delivery, "the event is no longer stored")
+                    .await;
+                return;
+            }
+        };
+        self.attempt(&delivery, &subscription, &event).await;
+    }
+
+    /// Makes attempt `delivery.attempt_count + 1` of `delivery` (whose event is `event`) to
+    /// `subscription` and records it. Returns the recorded decision once it is durable.
+    pub async fn attempt(
+        &self,
+        delivery: &Delivery,
+        subscription: &Subscription,
+        event: &AcceptedEvent,
+    ) -> AttemptOutcome {
         let body = match encode_body(&event.event) {
             Ok(body) => body,
             Err(error) => {
-                self.abandon(&delivery, &format!("the event cannot be encoded: {error}"))
+                self.abandon(delivery, &format!("the event cannot be encoded: {error}"))
                     .await;
-                return;
+                return AttemptOutcome::Fail;
             }
         };
         let number = delivery.attempt_count + 1;
@@ -74,7 +89,7 @@ impl AttemptRunner {
             )
             .await;
         let outcome = result.outcome();
-        let decision = self.decide(&delivery, number, outcome, result.retry_after);
+        let decision = self.decide(delivery, number, outcome, result.retry_after);
         let attempt = Attempt {
             delivery_id: delivery.id.clone(),
             number,
@@ -104,8 +119,9 @@ impl AttemptRunner {
             "delivery attempt"
         );
         if outcome.deactivates_subscription() {
-            self.deactivate(&subscription).await;
+            self.deactivate(subscription).await;
         }
+        decision
     }
 
     fn decide(
@@ -161,7 +177,7 @@ impl AttemptRunner {
 
 /// Runs `operation` until it succeeds, backing off between failures: storage outages slow
 /// delivery down, they never drop a record.
-async fn retry_storage<T, F, Fut>(what: &str, mut operation: F) -> T
+pub(crate) async fn retry_storage<T, F, Fut>(what: &str, mut operation: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = kolbak_core::Result<T>>,

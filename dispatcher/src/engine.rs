@@ -105,7 +105,6 @@ impl Dispatcher {
         let metrics = DispatcherMetrics::register(&parts.metrics);
         let runner = AttemptRunner {
             registry: parts.registry.clone(),
-            queue: parts.queue.clone(),
             log: parts.log,
             sender: WebhookSender::new(&config)?,
             schedule: config.schedule()?,
@@ -259,13 +258,14 @@ impl Dispatcher {
             in_flight.start(&delivery.id, &subscription.id);
             started += 1;
             let runner = self.runner.clone();
+            let queue = self.queue.clone();
             let done = done.clone();
             tasks.spawn(async move {
                 let finished = Finished {
                     delivery_id: delivery.id.clone(),
                     subscription_id: subscription.id.clone(),
                 };
-                runner.run(delivery, subscription).await;
+                runner.run(queue.as_ref(), delivery, subscription).await;
                 let _ = done.send(finished);
             });
         }

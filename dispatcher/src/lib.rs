@@ -16,6 +16,12 @@
 //! - [`attempt_runner`]: one attempt from event to durable log record.
 //! - [`subscription_cache`]: subscriptions in memory, kept current from the registry.
 //! - [`metrics`]: attempts by outcome, latency, in flight, backlogs.
+//!
+//! And its cluster counterpart on Kafka:
+//! - [`kafka_dispatcher`]: [`KafkaDispatcher`], the consumer of a pool's group — concurrency,
+//!   commits, retry-tier pauses.
+//! - [`record_handler`]: what happens to one record, idempotently.
+//! - [`offset_tracker`]: the highest contiguous finished offset of a partition.
 
 pub mod attempt;
 pub mod attempt_runner;
@@ -24,7 +30,10 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod forbidden_address;
+pub mod kafka_dispatcher;
 pub mod metrics;
+pub mod offset_tracker;
+pub mod record_handler;
 pub mod retry_after;
 pub mod retry_schedule;
 pub mod sender;
@@ -43,6 +52,7 @@ pub use config::{DispatcherConfig, MAX_RESPONSE_BODY_BYTES};
 pub use engine::{Dispatcher, DispatcherParts};
 pub use error::{Error, Result};
 pub use forbidden_address::{ForbiddenRange, forbidden_range, is_forbidden};
+pub use kafka_dispatcher::{KafkaDispatcher, KafkaDispatcherParts, PoolConfig};
 pub use retry_after::parse_retry_after;
 pub use retry_schedule::{DEFAULT_RETRY_DELAYS, RetrySchedule};
 pub use sender::{USER_AGENT, WebhookSender, encode_body};

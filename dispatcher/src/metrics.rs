@@ -1,5 +1,5 @@
 //! The dispatcher's Prometheus metrics: attempts by outcome, attempt latency, deliveries in
-//! flight, and the queue's backlogs.
+//! flight, the queue's backlogs, and (Kafka) dead letters and repeated records.
 
 use kolbak_core::QueueDepth;
 use kolbak_core::telemetry::MetricsRegistry;
@@ -23,6 +23,13 @@ pub struct BacklogLabels {
     pub kind: &'static str,
 }
 
+/// Labels of the dead-letter counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// `undecodable` (poison record) or `delivery_failed`.
+    pub kind: &'static str,
+}
+
 /// Metrics the dispatcher records.
 #[derive(Clone)]
 pub struct DispatcherMetrics {
@@ -30,6 +37,8 @@ pub struct DispatcherMetrics {
     latency: Histogram,
     in_flight: Gauge,
     backlog: Family<BacklogLabels, Gauge>,
+    dead_letters: Family<DeadLetterLabels, Counter>,
+    repeats: Counter,
 }
 
 impl DispatcherMetrics {
@@ -40,6 +49,8 @@ impl DispatcherMetrics {
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             in_flight: Gauge::default(),
             backlog: Family::default(),
+            dead_letters: Family::default(),
+            repeats: Counter::default(),
         };
         registry.register(|r| {
             r.register(
@@ -62,6 +73,17 @@ impl DispatcherMetrics {
                 "Work waiting in the queue: events to fan out, deliveries pending or retrying",
                 metrics.backlog.clone(),
             );
+            r.register(
+                "dead_letters",
+                "Records written to the Kafka dead-letter topic, by kind",
+                metrics.dead_letters.clone(),
+            );
+            r.register(
+                "repeated_records",
+                "Kafka records skipped because their delivery was already made (redelivery \
+                 after a crash or rebalance)",
+                metrics.repeats.clone(),
+            );
         });
         metrics
     }
@@ -74,6 +96,18 @@ impl DispatcherMetrics {
         if let Some(seconds) = seconds {
             self.latency.observe(seconds);
         }
+    }
+
+    /// Counts one record written to the dead-letter topic.
+    pub fn dead_letter(&self, kind: &'static str) {
+        self.dead_letters
+            .get_or_create(&DeadLetterLabels { kind })
+            .inc();
+    }
+
+    /// Counts one record skipped as a repeat.
+    pub fn repeat(&self) {
+        self.repeats.inc();
     }
 
     /// Sets the in-flight gauge.

@@ -30,7 +30,10 @@ impl SubscriptionCache {
         Ok(cache)
     }
 
-    async fn reload(&mut self) -> Result<()> {
+    /// Reads every subscription again. For registries whose change stream does not see other
+    /// processes' writes (the SQLite registry shared by `kolbak ingress` and
+    /// `kolbak dispatcher`), the Kafka dispatcher calls this periodically.
+    pub async fn reload(&mut self) -> Result<()> {
         let mut all = HashMap::new();
         let mut offset = 0;
         loop {

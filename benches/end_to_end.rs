@@ -1,13 +1,17 @@
-//! Standalone benchmark: a release `kolbak standalone` process, a real HTTP receiver on
-//! loopback, and a load generator — all on this machine. Measures events accepted per second
-//! (202 = committed to disk), end-to-end deliveries per second, publish→receive latency
-//! percentiles at a fixed rate, and the server's peak RSS.
+//! End-to-end benchmark: release `kolbak` processes, a real HTTP receiver on loopback, and a
+//! load generator — all on this machine. Measures events accepted per second (202 = stored),
+//! end-to-end deliveries per second, publish→receive latency percentiles at a fixed rate, and
+//! the processes' peak RSS.
 //!
-//! Run: `cargo bench --bench standalone` (optional env: `BENCH_EVENTS` default 20000,
+//! Run: `cargo bench --bench end_to_end` (optional env: `BENCH_EVENTS` default 20000,
 //! `BENCH_CONCURRENCY` default 64, `BENCH_RATE` default 500/s for `BENCH_SECONDS` default 10).
-//! With `KOLBAK_DELIVERY_LOG=cassandra` (and `KOLBAK_CASSANDRA_KEYSPACE` of a migrated
-//! keyspace: `kolbak migrate`) the server also logs to Cassandra — the environment is passed
-//! through to it.
+//!
+//! - `BENCH_MODE=standalone` (default): one `kolbak standalone` on SQLite. With
+//!   `KOLBAK_DELIVERY_LOG=cassandra` (and `KOLBAK_CASSANDRA_KEYSPACE` of a migrated keyspace:
+//!   `kolbak migrate`) it also logs to Cassandra — the environment is passed through.
+//! - `BENCH_MODE=cluster`: `kolbak ingress` publishing to Kafka and one `kolbak dispatcher`
+//!   logging to Cassandra (`scripts/kafka.sh up`, `scripts/cassandra.sh up`; a fresh keyspace
+//!   and topic prefix are created for the run).
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
@@ -90,10 +94,13 @@ impl Drop for Server {
 
 #[tokio::main]
 async fn main() -> Fallible<()> {
-    let events = env_or("BENCH_EVENTS", 20_000);
+    // `cargo test --all-targets` runs this binary without `--bench`: a small smoke run then,
+    // so the benchmark keeps working without costing CI minutes.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let events = env_or("BENCH_EVENTS", if smoke { 200 } else { 20_000 });
     let concurrency = env_or("BENCH_CONCURRENCY", 64) as usize;
-    let rate = env_or("BENCH_RATE", 500);
-    let seconds = env_or("BENCH_SECONDS", 10);
+    let rate = env_or("BENCH_RATE", if smoke { 50 } else { 500 });
+    let seconds = env_or("BENCH_SECONDS", if smoke { 2 } else { 10 });
 
     let clock = Arc::new(Mutex::new(Clock::default()));
     let app = axum::Router::new()
@@ -107,27 +114,63 @@ async fn main() -> Fallible<()> {
 
     let dir = tempfile::tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kolbak"))
-        .arg("standalone")
-        .env("KOLBAK_LISTEN", format!("127.0.0.1:{port}"))
-        .env("KOLBAK_DATA_DIR", dir.path())
-        .env("KOLBAK_ADMIN_CLIENT_ID", "admin")
-        .env("KOLBAK_ADMIN_CLIENT_SECRET", ADMIN_SECRET)
-        .env("KOLBAK_ALLOW_PRIVATE_TARGETS", "true")
-        .env("KOLBAK_RATE_LIMIT_PER_SECOND", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let _server = Server(child);
+    let cluster = std::env::var("BENCH_MODE").as_deref() == Ok("cluster");
+    let spawn = |subcommand: &str, extra: &[(&str, String)]| -> std::io::Result<Child> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kolbak"));
+        command
+            .arg(subcommand)
+            .env("KOLBAK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KOLBAK_DATA_DIR", dir.path())
+            .env("KOLBAK_ADMIN_CLIENT_ID", "admin")
+            .env("KOLBAK_ADMIN_CLIENT_SECRET", ADMIN_SECRET)
+            .env("KOLBAK_JWT_SECRET", "benchmark-jwt-secret-0123456789abcdef")
+            .env("KOLBAK_ALLOW_PRIVATE_TARGETS", "true")
+            .env("KOLBAK_RATE_LIMIT_PER_SECOND", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.spawn()
+    };
+    let mut servers = Vec::new();
+    if cluster {
+        let keyspace = format!("kolbak_bench_{}", std::process::id());
+        let migrated = Command::new(env!("CARGO_BIN_EXE_kolbak"))
+            .args(["migrate", "--cassandra-keyspace", &keyspace])
+            .env("RUST_LOG", "warn")
+            .status()?;
+        if !migrated.success() {
+            return Err("kolbak migrate failed (is Cassandra up? scripts/cassandra.sh up)".into());
+        }
+        let shared = [
+            ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
+            ("KOLBAK_CASSANDRA_KEYSPACE", keyspace),
+            (
+                "KOLBAK_KAFKA_TOPIC_PREFIX",
+                format!("bench.{}.", std::process::id()),
+            ),
+            ("KOLBAK_SUBSCRIPTION_REFRESH", "200ms".to_owned()),
+        ];
+        servers.push(("ingress", Server(spawn("ingress", &shared)?)));
+        servers.push(("dispatcher", Server(spawn("dispatcher", &shared)?)));
+    } else {
+        servers.push(("standalone", Server(spawn("standalone", &[])?)));
+    }
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("server did not start".into());
+    loop {
+        let ready = reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() > deadline {
+            return Err("server did not become ready".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let http = reqwest::Client::builder()
@@ -156,13 +199,19 @@ async fn main() -> Fallible<()> {
     let key = key["data"]["key"].as_str().ok_or("no key")?.to_owned();
 
     println!(
-        "kolbak standalone benchmark ({} cores)",
+        "kolbak {} benchmark ({} cores)",
+        if cluster {
+            "cluster (Kafka + Cassandra)"
+        } else {
+            "standalone"
+        },
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
 
-    // 1. Accept throughput with no subscriptions: every 202 is an fsync'd SQLite commit.
+    // 1. Accept throughput with no subscriptions: every 202 is an fsync'd SQLite commit, or a
+    // record every in-sync Kafka replica acknowledged.
     let publish = |id: String, event: &'static str| {
         let http = http.clone();
         let url = format!("{base}/v1/events");
@@ -206,6 +255,10 @@ async fn main() -> Fallible<()> {
         .send()
         .await?
         .error_for_status()?;
+    if cluster {
+        // The dispatcher re-reads the shared registry every 200 ms.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let started = Instant::now();
     let results: Vec<_> =
         futures::stream::iter((0..events).map(|i| publish(format!("e2e-{i}"), "bench.routed")))
@@ -246,6 +299,9 @@ async fn main() -> Fallible<()> {
         delivered as f64 / elapsed.as_secs_f64()
     );
     report("publish→receive latency under burst", latencies);
+    if (delivered as u64) < events {
+        return Err(format!("only {delivered} of {events} events were delivered").into());
+    }
 
     // 3. Latency at a fixed rate.
     if let Ok(mut clock) = clock.lock() {
@@ -289,6 +345,11 @@ async fn main() -> Fallible<()> {
         latencies.len()
     );
     report("publish→receive latency at fixed rate", latencies);
-    println!("kolbak peak RSS: {:.1} MiB", peak_rss_mib(pid));
+    for (name, server) in &servers {
+        println!(
+            "kolbak {name} peak RSS: {:.1} MiB",
+            peak_rss_mib(server.0.id())
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,622 @@
+//! [`KafkaDispatcher`]: the delivery engine of a cluster (`kolbak dispatcher --pool NAME`).
+//! One consumer in the pool's consumer group reads the events topic and every retry tier:
+//!
+//! - **Concurrency**: each record is handled in its own task, at most `max_in_flight` at once;
+//!   the poll loop itself never waits on a delivery, so it keeps serving the group well
+//!   within `max.poll.interval.ms`.
+//! - **Commits**: manual, per partition up to the highest contiguous finished offset
+//!   ([`OffsetTracker`]), every second, on revoke (cooperative-sticky rebalancing) and at
+//!   shutdown. A crash redelivers what was unfinished; the [`RecordHandler`] makes that
+//!   harmless.
+//! - **Retry tiers**: a tier record that is not due yet pauses its partition and seeks back
+//!   to it; the partition resumes when the record is due. Nothing sleeps in the poll loop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use kolbak_core::config::{Settings, duration};
+use kolbak_core::kafka::rdkafka::config::ClientConfig;
+use kolbak_core::kafka::rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use kolbak_core::kafka::rdkafka::message::{Headers, Message, OwnedMessage};
+use kolbak_core::kafka::rdkafka::{ClientContext, Offset, TopicPartitionList};
+use kolbak_core::kafka::{
+    HEADER_DUE_AT, KafkaConfig, KafkaTopics, KolbakClientContext, RetryMessage, SourceRecord,
+};
+use kolbak_core::telemetry::MetricsRegistry;
+use kolbak_core::{DeliveryLog, Error as CoreError, Registry};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{RwLock, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::attempt_runner::AttemptRunner;
+use crate::config::DispatcherConfig;
+use crate::error::{Error, Result};
+use crate::metrics::DispatcherMetrics;
+use crate::offset_tracker::OffsetTracker;
+use crate::record_handler::RecordHandler;
+use crate::sender::WebhookSender;
+use crate::subscription_cache::SubscriptionCache;
+
+/// How often finished offsets are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause after a failure to reach Kafka or the registry at start.
+const START_RETRY: Duration = Duration::from_secs(1);
+/// Longest a seek of a paused partition may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of one Kafka dispatcher process. Environment variables are `KOLBAK_` + the field
+/// name in upper case.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PoolConfig {
+    /// The DispatcherPool this process belongs to (`KOLBAK_POOL`); its consumer group is
+    /// `<KOLBAK_KAFKA_TOPIC_PREFIX>pool.<pool>`. Letters, digits, `.`, `_` and `-`, at most 100.
+    /// Default `default`.
+    pub pool: String,
+    /// How often every subscription is read again from the registry
+    /// (`KOLBAK_SUBSCRIPTION_REFRESH`), so changes made by other processes are seen. Between
+    /// 100ms and 1h. Default `5s`.
+    #[serde(with = "duration")]
+    pub subscription_refresh: Duration,
+    /// How long the group waits for a silent member before giving its partitions to others
+    /// (`KOLBAK_KAFKA_SESSION_TIMEOUT`; librdkafka's `session.timeout.ms`): the delay before a
+    /// crashed dispatcher's records are picked up. Between 6s and 5m (the broker's
+    /// `group.min/max.session.timeout.ms` must allow it). Default `45s`.
+    #[serde(with = "duration")]
+    pub kafka_session_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            pool: "default".to_owned(),
+            subscription_refresh: Duration::from_secs(5),
+            kafka_session_timeout: Duration::from_secs(45),
+        }
+    }
+}
+
+impl Settings for PoolConfig {
+    /// Checks the pool name and the refresh interval; errors name the environment variable.
+    fn validate(&self) -> kolbak_core::Result<()> {
+        let valid = !self.pool.is_empty()
+            && self.pool.len() <= 100
+            && self
+                .pool
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(CoreError::Configuration(
+                "KOLBAK_POOL must be 1 to 100 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&self.subscription_refresh)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_SUBSCRIPTION_REFRESH must be between 100ms and 1h".into(),
+            ));
+        }
+        if !(Duration::from_secs(6)..=Duration::from_secs(300))
+            .contains(&self.kafka_session_timeout)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_KAFKA_SESSION_TIMEOUT must be between 6s and 5m".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The storage a Kafka dispatcher works with.
+pub struct KafkaDispatcherParts {
+    /// Subscriptions.
+    pub registry: Arc<dyn Registry>,
+    /// Where deliveries and attempts are recorded.
+    pub log: Arc<dyn DeliveryLog>,
+    /// Where the dispatcher's metrics are registered.
+    pub metrics: MetricsRegistry,
+}
+
+/// A partition of a topic.
+type PartitionKey = (String, i32);
+
+/// The trackers of the partitions this consumer owns; each carries the generation it was
+/// created in, so a task finishing after its partition was revoked (and perhaps assigned
+/// again) cannot mark the new owner's record finished.
+#[derive(Default)]
+struct Trackers {
+    partitions: HashMap<PartitionKey, (u64, OffsetTracker)>,
+    generation: u64,
+}
+
+impl Trackers {
+    fn start(&mut self, key: &PartitionKey, offset: i64) -> u64 {
+        if !self.partitions.contains_key(key) {
+            self.generation += 1;
+            self.partitions
+                .insert(key.clone(), (self.generation, OffsetTracker::default()));
+        }
+        match self.partitions.get_mut(key) {
+            Some((generation, tracker)) => {
+                tracker.start(offset);
+                *generation
+            }
+            None => 0,
+        }
+    }
+
+    fn finish(&mut self, key: &PartitionKey, generation: u64, offset: i64) {
+        if let Some((current, tracker)) = self.partitions.get_mut(key)
+            && *current == generation
+        {
+            tracker.finish(offset);
+        }
+    }
+
+    /// The offsets to commit for `keys` (all partitions when `None`).
+    fn take_commits(&mut self, keys: Option<&[PartitionKey]>) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (key, (_, tracker)) in self.partitions.iter_mut() {
+            if keys.is_some_and(|keys| !keys.contains(key)) {
+                continue;
+            }
+            if let Some(offset) = tracker.take_commit() {
+                // Only fails for an offset out of range, which a tracker never yields.
+                let _ = list.add_partition_offset(&key.0, key.1, Offset::Offset(offset));
+            }
+        }
+        list
+    }
+}
+
+/// Commits the finished offsets of partitions being revoked before they go.
+struct PoolContext {
+    trackers: Arc<Mutex<Trackers>>,
+}
+
+impl ClientContext for PoolContext {
+    fn log(
+        &self,
+        level: kolbak_core::kafka::rdkafka::config::RDKafkaLogLevel,
+        facility: &str,
+        message: &str,
+    ) {
+        KolbakClientContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: kolbak_core::kafka::rdkafka::error::KafkaError, reason: &str) {
+        KolbakClientContext.error(error, reason);
+    }
+}
+
+impl ConsumerContext for PoolContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let keys: Vec<PartitionKey> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let commits = {
+            let mut trackers = self.trackers.lock().unwrap_or_else(PoisonError::into_inner);
+            let commits = trackers.take_commits(Some(&keys));
+            for key in &keys {
+                trackers.partitions.remove(key);
+            }
+            commits
+        };
+        if commits.count() > 0
+            && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
+        {
+            tracing::warn!(%error, "commit on revoke failed; the new owner repeats some records");
+        }
+        tracing::info!(partitions = keys.len(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            tracing::info!(partitions = assigned.count(), "partitions assigned");
+        }
+    }
+}
+
+/// A record handled by a task, reported back so its offset can be committed.
+struct Finished {
+    key: PartitionKey,
+    generation: u64,
+    offset: i64,
+}
+
+/// The delivery engine on Kafka.
+pub struct KafkaDispatcher {
+    config: DispatcherConfig,
+    kafka: KafkaConfig,
+    pool: String,
+    refresh: Duration,
+    session_timeout: Duration,
+    registry: Arc<dyn Registry>,
+    runner: Arc<AttemptRunner>,
+    metrics: DispatcherMetrics,
+}
+
+impl KafkaDispatcher {
+    /// A dispatcher of `pool`'s consumer group; fails when the configuration cannot make an
+    /// HTTP client or retry schedule.
+    pub fn new(
+        config: DispatcherConfig,
+        kafka: KafkaConfig,
+        pool: PoolConfig,
+        parts: KafkaDispatcherParts,
+    ) -> Result<Self> {
+        let metrics = DispatcherMetrics::register(&parts.metrics);
+        let runner = AttemptRunner {
+            registry: parts.registry.clone(),
+            log: parts.log,
+            sender: WebhookSender::new(&config)?,
+            schedule: config.schedule()?,
+            metrics: metrics.clone(),
+        };
+        Ok(Self {
+            config,
+            kafka,
+            pool: pool.pool,
+            refresh: pool.subscription_refresh,
+            session_timeout: pool.kafka_session_timeout,
+            registry: parts.registry,
+            runner: Arc::new(runner),
+            metrics,
+        })
+    }
+
+    /// The consumer group of this dispatcher's pool.
+    pub fn group_id(&self) -> String {
+        format!("{}pool.{}", self.kafka.kafka_topic_prefix, self.pool)
+    }
+
+    /// Consumes until `shutdown` resolves, then lets the records in flight finish (up to the
+    /// delivery timeout), commits, and leaves the group.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let tiers = self.runner.schedule.delays().to_vec();
+        let topics = tokio::select! {
+            topics = ensure_topics(&self.kafka, &tiers) => topics,
+            () = &mut shutdown => return Ok(()),
+        };
+        let cache = tokio::select! {
+            cache = load_subscriptions(self.registry.clone()) => Arc::new(RwLock::new(cache)),
+            () = &mut shutdown => return Ok(()),
+        };
+        let refresher = tokio::spawn(refresh_subscriptions(cache.clone(), self.refresh));
+        let producer = self
+            .kafka
+            .producer_config()
+            .create_with_context(KolbakClientContext)
+            .map_err(|e| {
+                Error::Storage(CoreError::Configuration(format!(
+                    "cannot create the Kafka producer: {e}"
+                )))
+            })?;
+        let handler = Arc::new(RecordHandler {
+            runner: self.runner.clone(),
+            subscriptions: cache,
+            producer,
+            topics: topics.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let trackers = Arc::new(Mutex::new(Trackers::default()));
+        let consumer: StreamConsumer<PoolContext> = self
+            .consumer_config()
+            .create_with_context(PoolContext {
+                trackers: trackers.clone(),
+            })
+            .map_err(|e| {
+                Error::Storage(CoreError::Configuration(format!(
+                    "cannot create the Kafka consumer: {e}"
+                )))
+            })?;
+        // Everything but the dead letters, which are for people and other tools.
+        let consumed: Vec<&str> = topics
+            .all()
+            .into_iter()
+            .filter(|t| *t != topics.dead_letters)
+            .collect();
+        consumer
+            .subscribe(&consumed)
+            .map_err(|e| Error::Storage(CoreError::storage(e)))?;
+        tracing::info!(
+            group = %self.group_id(),
+            topics = %consumed.join(","),
+            max_in_flight = self.config.max_in_flight,
+            "kafka dispatcher consuming"
+        );
+
+        let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let mut tasks = JoinSet::new();
+        let mut paused: HashMap<PartitionKey, Instant> = HashMap::new();
+        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        loop {
+            let next_resume = paused.values().min().copied();
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(finished) = done_rx.recv() => {
+                    lock(&trackers).finish(&finished.key, finished.generation, finished.offset);
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = commit_tick.tick() => commit(&consumer, &trackers, CommitMode::Async),
+                () = tokio::time::sleep_until(next_resume.unwrap_or_else(Instant::now)), if next_resume.is_some() => {
+                    resume_due(&consumer, &mut paused);
+                }
+                received = async {
+                    let permit = slots.clone().acquire_owned().await;
+                    (permit, consumer.recv().await)
+                } => {
+                    let (permit, message) = received;
+                    let Ok(permit) = permit else { break };
+                    let message = match message {
+                        Ok(message) => message.detach(),
+                        Err(error) => {
+                            tracing::warn!(%error, "Kafka consumer error");
+                            continue;
+                        }
+                    };
+                    let key = (message.topic().to_owned(), message.partition());
+                    if paused.contains_key(&key) {
+                        // Fetched before the pause took effect; it comes again after the seek.
+                        continue;
+                    }
+                    let is_event = message.topic() == topics.events;
+                    if !is_event && let Some(wait) = not_due_for(&message) {
+                        pause_until_due(&consumer, &mut paused, &message, wait);
+                        continue;
+                    }
+                    let generation = lock(&trackers).start(&key, message.offset());
+                    let handler = handler.clone();
+                    let done = done_tx.clone();
+                    tasks.spawn(async move {
+                        let offset = message.offset();
+                        let source = SourceRecord {
+                            topic: key.0.clone(),
+                            partition: key.1,
+                            offset,
+                        };
+                        let value = message.payload().unwrap_or_default();
+                        if is_event {
+                            handler.handle_event(source, value).await;
+                        } else {
+                            handler.handle_retry(source, value).await;
+                        }
+                        drop(permit);
+                        let _ = done.send(Finished { key, generation, offset });
+                    });
+                }
+            }
+        }
+
+        tracing::info!(
+            in_flight = tasks.len(),
+            "kafka dispatcher stopping; finishing records in flight"
+        );
+        let grace = self.config.delivery_timeout + Duration::from_secs(5);
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!("records still in flight at shutdown were cut off; they are read again");
+            tasks.abort_all();
+        }
+        while let Ok(finished) = done_rx.try_recv() {
+            lock(&trackers).finish(&finished.key, finished.generation, finished.offset);
+        }
+        commit(&consumer, &trackers, CommitMode::Sync);
+        refresher.abort();
+        // Leaving the group (and joining librdkafka's threads) blocks: not on the runtime.
+        tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await
+        .map_err(|e| Error::Storage(CoreError::storage(e)))?;
+        tracing::info!("kafka dispatcher stopped");
+        Ok(())
+    }
+
+    fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.kafka.client_config();
+        config
+            .set("group.id", self.group_id())
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "session.timeout.ms",
+                self.session_timeout.as_millis().to_string(),
+            );
+        config
+    }
+}
+
+fn lock(trackers: &Mutex<Trackers>) -> std::sync::MutexGuard<'_, Trackers> {
+    trackers.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Commits every partition's finished offsets that moved.
+fn commit(consumer: &StreamConsumer<PoolContext>, trackers: &Mutex<Trackers>, mode: CommitMode) {
+    let commits = lock(trackers).take_commits(None);
+    if commits.count() == 0 {
+        return;
+    }
+    if let Err(error) = consumer.commit(&commits, mode) {
+        tracing::warn!(%error, "offset commit failed; those records may be repeated after a restart");
+    }
+}
+
+/// How long until the retry record is due; `None` when it is due now (or its due time cannot
+/// be read, in which case the handler decides).
+fn not_due_for(message: &OwnedMessage) -> Option<Duration> {
+    let due = message
+        .headers()
+        .and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == HEADER_DUE_AT)
+                .and_then(|h| h.value)
+                .and_then(RetryMessage::parse_due_header)
+        })
+        .or_else(|| {
+            RetryMessage::decode(message.payload().unwrap_or_default())
+                .ok()
+                .map(|m| m.due_at)
+        })?;
+    (due - Utc::now()).to_std().ok().filter(|d| !d.is_zero())
+}
+
+/// Pauses the record's partition and seeks back to the record, to be resumed after `wait`.
+fn pause_until_due(
+    consumer: &StreamConsumer<PoolContext>,
+    paused: &mut HashMap<PartitionKey, Instant>,
+    message: &OwnedMessage,
+    wait: Duration,
+) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(message.topic(), message.partition());
+    if let Err(error) = consumer.pause(&list) {
+        tracing::warn!(%error, topic = message.topic(), "cannot pause a retry tier partition");
+        return;
+    }
+    if let Err(error) = consumer.seek(
+        message.topic(),
+        message.partition(),
+        Offset::Offset(message.offset()),
+        SEEK_TIMEOUT,
+    ) {
+        tracing::warn!(%error, topic = message.topic(), "cannot seek a paused retry tier partition");
+    }
+    paused.insert(
+        (message.topic().to_owned(), message.partition()),
+        Instant::now() + wait,
+    );
+}
+
+/// Resumes the paused partitions whose head record is due.
+fn resume_due(consumer: &StreamConsumer<PoolContext>, paused: &mut HashMap<PartitionKey, Instant>) {
+    let now = Instant::now();
+    let due: Vec<PartitionKey> = paused
+        .iter()
+        .filter(|(_, at)| **at <= now)
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut list = TopicPartitionList::new();
+    for key in due {
+        paused.remove(&key);
+        list.add_partition(&key.0, key.1);
+    }
+    // A partition revoked meanwhile cannot be resumed; its new owner reads it.
+    if let Err(error) = consumer.resume(&list) {
+        tracing::debug!(%error, "resume of retry tier partitions failed");
+    }
+}
+
+/// Creates the missing topics, retrying while Kafka is unreachable.
+async fn ensure_topics(kafka: &KafkaConfig, tiers: &[Duration]) -> KafkaTopics {
+    loop {
+        match KafkaTopics::ensure(kafka, tiers).await {
+            Ok(topics) => return topics,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach Kafka to check the topics; retrying");
+                tokio::time::sleep(START_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Loads the subscriptions, retrying while the registry is unavailable.
+async fn load_subscriptions(registry: Arc<dyn Registry>) -> SubscriptionCache {
+    loop {
+        match SubscriptionCache::load(registry.clone()).await {
+            Ok(cache) => return cache,
+            Err(error) => {
+                tracing::warn!(%error, "cannot load subscriptions; retrying");
+                tokio::time::sleep(START_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Applies the registry's changes every 100 ms and re-reads everything every `refresh`.
+async fn refresh_subscriptions(cache: Arc<RwLock<SubscriptionCache>>, refresh: Duration) {
+    let mut last_reload = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100).min(refresh)).await;
+        let mut cache = cache.write().await;
+        let result = if last_reload.elapsed() >= refresh {
+            last_reload = Instant::now();
+            cache.reload().await
+        } else {
+            cache.sync().await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot refresh subscriptions");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_settings_are_validated() {
+        assert!(PoolConfig::default().validate().is_ok());
+        for pool in ["", "has space", "ü", &"x".repeat(101)] {
+            let config = PoolConfig {
+                pool: pool.to_owned(),
+                ..PoolConfig::default()
+            };
+            let error = config.validate().err().map(|e| e.to_string());
+            assert!(error.is_some_and(|e| e.contains("KOLBAK_POOL")), "{pool:?}");
+        }
+        let config = PoolConfig {
+            subscription_refresh: Duration::from_millis(10),
+            ..PoolConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = PoolConfig {
+            kafka_session_timeout: Duration::from_secs(1),
+            ..PoolConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_revoked_partitions_late_finish_does_not_touch_its_next_owner() {
+        let mut trackers = Trackers::default();
+        let key = ("kolbak.events".to_owned(), 0);
+        let old = trackers.start(&key, 5);
+        // Revoked, then assigned again: offset 5 is read anew.
+        trackers.partitions.remove(&key);
+        let new = trackers.start(&key, 5);
+        assert_ne!(old, new);
+        trackers.finish(&key, old, 5);
+        assert_eq!(trackers.take_commits(None).count(), 1);
+        let committed = trackers
+            .partitions
+            .get(&key)
+            .and_then(|(_, t)| t.committable());
+        assert_eq!(committed, Some(5), "5 is still in flight for the new owner");
+        trackers.finish(&key, new, 5);
+        let list = trackers.take_commits(None);
+        let offset = list.elements().first().map(|e| e.offset());
+        assert_eq!(offset, Some(Offset::Offset(6)));
+    }
+}

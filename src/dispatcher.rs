@@ -1,0 +1,94 @@
+//! `kolbak dispatcher`: the delivery engine of a cluster deployment. Consumes the events topic
+//! and the retry tiers in the consumer group of its DispatcherPool (`--pool`), delivers, and
+//! records every delivery and attempt in the Cassandra delivery log. Subscriptions come, until
+//! the operator's registry lands, from the SQLite registry in `KOLBAK_DATA_DIR`, re-read every
+//! `KOLBAK_SUBSCRIPTION_REFRESH`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use kolbak_core::config;
+use kolbak_core::kafka::KafkaConfig;
+use kolbak_core::sqlite::EmbeddedStoreConfig;
+use kolbak_core::telemetry::{self, MetricsRegistry};
+use kolbak_core::{CassandraConfig, CassandraLog, SqliteStore};
+use kolbak_dispatcher::{DispatcherConfig, KafkaDispatcher, KafkaDispatcherParts, PoolConfig};
+use serde::Serialize;
+
+use crate::process::{Format, shutdown_signal};
+
+/// Command-line flags; each overrides the file and the environment.
+#[derive(Debug, Args, Serialize)]
+pub struct DispatcherArgs {
+    /// TOML configuration file (`KOLBAK_CONFIG`).
+    #[arg(long, env = "KOLBAK_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// The DispatcherPool whose consumer group to join (`KOLBAK_POOL`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    /// Data directory of the SQLite registry (`KOLBAK_DATA_DIR`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Kafka bootstrap brokers, comma-separated host:port (`KOLBAK_KAFKA_BROKERS`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kafka_brokers: Option<String>,
+    /// Log format (`KOLBAK_LOG_FORMAT`): auto (JSON unless on a terminal), json, text.
+    #[arg(long, env = "KOLBAK_LOG_FORMAT", value_enum, default_value_t = Format::Auto)]
+    #[serde(skip)]
+    log_format: Format,
+}
+
+/// Loads configuration, then consumes until SIGTERM or Ctrl-C.
+pub fn run(args: DispatcherArgs) -> anyhow::Result<()> {
+    let file = args.config.as_deref();
+    let dispatcher: DispatcherConfig = config::load(file, std::env::vars(), &args)?;
+    let kafka: KafkaConfig = config::load(file, std::env::vars(), &args)?;
+    let pool: PoolConfig = config::load(file, std::env::vars(), &args)?;
+    let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
+    let cassandra: CassandraConfig = config::load(file, std::env::vars(), &args)?;
+    telemetry::init(args.log_format.into(), "info")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(dispatcher, kafka, pool, store, cassandra))
+}
+
+async fn serve(
+    dispatcher: DispatcherConfig,
+    kafka: KafkaConfig,
+    pool: PoolConfig,
+    store: EmbeddedStoreConfig,
+    cassandra: CassandraConfig,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&store.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {} (KOLBAK_DATA_DIR)",
+            store.data_dir.display()
+        )
+    })?;
+    let registry = Arc::new(SqliteStore::open(&store.database_path())?);
+    let log = Arc::new(
+        CassandraLog::connect(&cassandra)
+            .await
+            .context("cannot use the Cassandra delivery log (KOLBAK_CASSANDRA_*)")?,
+    );
+    let engine = KafkaDispatcher::new(
+        dispatcher,
+        kafka,
+        pool,
+        KafkaDispatcherParts {
+            registry,
+            log,
+            metrics: MetricsRegistry::default(),
+        },
+    )?;
+    engine.run(shutdown_signal()).await?;
+    Ok(())
+}

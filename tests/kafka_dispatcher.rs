@@ -1,0 +1,440 @@
+//! End-to-end tests of cluster mode: `kolbak ingress` and `kolbak dispatcher` processes, a real
+//! Kafka broker (`scripts/kafka.sh up`), a real Cassandra node (`scripts/cassandra.sh up`) and a
+//! real HTTP receiver. Each test has its own topic prefix, Cassandra keyspace and SQLite
+//! registry. Without the services the tests print a note and pass, except with `CI=true`,
+//! where they fail.
+//!
+//! The tests run one at a time ([`SERIAL`]): each starts several processes, and on a small
+//! machine running them together would turn timing assertions into load tests.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+mod harness;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use cluster::{
+    Process, broker_up, brokers, cassandra_nodes, migrated_keyspace, read_topic_until, service_up,
+};
+use harness::{Answer, Client, Fallible, Receiver, TestResult, answer};
+use kolbak_core::id::new_id;
+use kolbak_core::kafka::rdkafka::ClientConfig;
+use kolbak_core::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use kolbak_core::kafka::{DeadLetter, DeadLetterKind, KafkaConfig};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// An ingress with its topics, keyspace and registry, and the settings its dispatchers share.
+struct Cluster {
+    dir: tempfile::TempDir,
+    prefix: String,
+    env: Vec<(&'static str, String)>,
+    ingress: Process,
+    api: Client,
+}
+
+impl Cluster {
+    /// `None` (after a note) when Kafka or Cassandra is not running outside CI.
+    async fn start(partitions: u32, schedule: &str) -> Fallible<Option<Self>> {
+        if !broker_up(&brokers())
+            || !service_up(
+                "Cassandra node",
+                &cassandra_nodes(),
+                "scripts/cassandra.sh up",
+            )
+        {
+            return Ok(None);
+        }
+        let keyspace = migrated_keyspace()?;
+        let prefix = format!("test.{}.", new_id());
+        let env = vec![
+            ("KOLBAK_KAFKA_TOPIC_PREFIX", prefix.clone()),
+            ("KOLBAK_KAFKA_PARTITIONS", partitions.to_string()),
+            ("KOLBAK_CASSANDRA_KEYSPACE", keyspace),
+            ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
+            ("KOLBAK_RETRY_SCHEDULE", schedule.to_owned()),
+            ("KOLBAK_POOL", "e2e".to_owned()),
+            ("KOLBAK_SUBSCRIPTION_REFRESH", "200ms".to_owned()),
+            ("KOLBAK_KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
+        ];
+        let dir = tempfile::tempdir()?;
+        let ingress = Process::start("ingress", "ingress", dir.path(), true, &borrow(&env, &[]))?;
+        ingress.wait_ready().await?;
+        let api = Client::admin(&ingress.base).await?;
+        Ok(Some(Self {
+            dir,
+            prefix,
+            env,
+            ingress,
+            api,
+        }))
+    }
+
+    /// Starts a dispatcher of the test pool, logging to `<name>.log`.
+    fn dispatcher(&self, name: &str, extra: &[(&str, &str)]) -> Fallible<Process> {
+        Process::start(
+            "dispatcher",
+            name,
+            self.dir.path(),
+            false,
+            &borrow(&self.env, extra),
+        )
+    }
+
+    fn topic(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// The dead letters on the dead-letter topic, once `done` holds for them.
+    async fn dead_letters(
+        &self,
+        done: impl Fn(&[DeadLetter]) -> bool,
+    ) -> Fallible<Vec<DeadLetter>> {
+        let decode = |records: &[(String, Vec<u8>)]| -> Vec<DeadLetter> {
+            records
+                .iter()
+                .filter_map(|(_, v)| DeadLetter::decode(v).ok())
+                .collect()
+        };
+        let records =
+            read_topic_until(&brokers(), &self.topic("dlq"), |r| done(&decode(r))).await?;
+        Ok(decode(&records))
+    }
+}
+
+fn borrow<'a>(
+    env: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    all
+}
+
+fn event_ids(received: &[harness::Received]) -> Vec<String> {
+    received
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_retry_through_the_tiers_and_exhausted_ones_are_dead_lettered() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(3, "1s,2s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    receiver.script("flaky", &[answer(500), answer(503)]);
+    receiver.default_for("down", answer(500));
+    let api = &cluster.api;
+    let (ok, _) = api
+        .subscribe(json!({"callback_url": receiver.url("ok"), "event": "order.*"}))
+        .await?;
+    let (flaky, _) = api
+        .subscribe(json!({"callback_url": receiver.url("flaky"), "event": "order.created"}))
+        .await?;
+    let (down, _) = api
+        .subscribe(json!({"callback_url": receiver.url("down"), "event": "order.created"}))
+        .await?;
+    let dispatcher = cluster.dispatcher("dispatcher", &[])?;
+    let event = api
+        .publish(json!({"id": "evt-tiers", "event": "order.created", "payload": {"n": 1}}))
+        .await?;
+
+    let timeout = Duration::from_secs(60);
+    let got = receiver.wait_for("ok", 1, timeout).await?;
+    assert_eq!(got[0].json()["payload"], json!({"n": 1}));
+    let flaky_calls = receiver.wait_for("flaky", 3, timeout).await?;
+    let down_calls = receiver.wait_for("down", 3, timeout).await?;
+    // The schedule is 1s then 2s, with ±20 % jitter; a tier adds at most its poll latency.
+    for calls in [&flaky_calls, &down_calls] {
+        let first = calls[1].at - calls[0].at;
+        let second = calls[2].at - calls[1].at;
+        assert!(
+            first >= Duration::from_millis(750) && first < Duration::from_secs(6),
+            "{first:?}"
+        );
+        assert!(
+            second >= Duration::from_millis(1550) && second < Duration::from_secs(8),
+            "{second:?}"
+        );
+    }
+
+    let deliveries = api
+        .wait_for_deliveries(&event, timeout, |items| {
+            items.len() == 3
+                && items
+                    .iter()
+                    .all(|d| d["status"] == "success" || d["status"] == "failed")
+        })
+        .await?;
+    let by_subscription: HashMap<&str, &Value> = deliveries
+        .iter()
+        .map(|d| (d["subscription_id"].as_str().unwrap_or_default(), d))
+        .collect();
+    assert_eq!(by_subscription[ok.as_str()]["status"], "success");
+    assert_eq!(by_subscription[flaky.as_str()]["status"], "success");
+    assert_eq!(by_subscription[flaky.as_str()]["attempt_count"], 3);
+    assert_eq!(by_subscription[down.as_str()]["status"], "failed");
+    assert_eq!(by_subscription[down.as_str()]["attempt_count"], 3);
+    let down_id = by_subscription[down.as_str()]["id"]
+        .as_str()
+        .ok_or("no id")?
+        .to_owned();
+    let detail = api.get(&format!("/v1/deliveries/{down_id}")).await?;
+    assert_eq!(
+        detail["data"]["attempts"].as_array().map(Vec::len),
+        Some(3),
+        "{detail}"
+    );
+
+    let letters = cluster
+        .dead_letters(|letters| {
+            letters
+                .iter()
+                .any(|l| l.delivery_id.as_deref() == Some(&down_id))
+        })
+        .await?;
+    let letter = letters
+        .iter()
+        .find(|l| l.delivery_id.as_deref() == Some(&down_id))
+        .ok_or("no dead letter")?;
+    assert_eq!(letter.kind, DeadLetterKind::DeliveryFailed);
+    assert_eq!(letter.subscription_id.as_deref(), Some(down.as_str()));
+    assert_eq!(
+        letter.event.as_ref().map(|e| e.id.as_str()),
+        Some("evt-tiers")
+    );
+    assert_eq!(
+        letters.len(),
+        1,
+        "only the exhausted delivery is dead-lettered: {letters:?}"
+    );
+
+    // Nothing more arrives: the exhausted delivery is not attempted again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.received("down").len(), 3);
+    assert_eq!(receiver.received("flaky").len(), 3);
+    assert_eq!(receiver.received("ok").len(), 1);
+    let status = dispatcher.terminate()?;
+    assert!(status.success(), "{status}");
+    drop(cluster.ingress);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_record_is_dead_lettered_and_the_rest_still_delivered() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(1, "1s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    cluster
+        .api
+        .subscribe(json!({"callback_url": receiver.url("hook"), "event": "*"}))
+        .await?;
+    let kafka = KafkaConfig {
+        kafka_brokers: brokers(),
+        ..KafkaConfig::default()
+    };
+    let mut config: ClientConfig = kafka.producer_config();
+    config.set("client.id", "poison-test");
+    let producer: FutureProducer = config.create()?;
+    let events = cluster.topic("events");
+    producer
+        .send(
+            FutureRecord::to(&events)
+                .key("poison")
+                .payload("this is not an event"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    cluster
+        .api
+        .publish(json!({"id": "after-poison", "event": "a", "payload": {}}))
+        .await?;
+    let dispatcher = cluster.dispatcher("dispatcher", &[])?;
+
+    let got = receiver
+        .wait_for("hook", 1, Duration::from_secs(60))
+        .await?;
+    assert_eq!(event_ids(&got), ["after-poison"]);
+    let letters = cluster
+        .dead_letters(|letters| {
+            letters
+                .iter()
+                .any(|l| l.kind == DeadLetterKind::Undecodable)
+        })
+        .await?;
+    let letter = letters
+        .iter()
+        .find(|l| l.kind == DeadLetterKind::Undecodable)
+        .ok_or("no dead letter")?;
+    assert_eq!(letter.original.as_deref(), Some("this is not an event"));
+    assert!(
+        letter.reason.contains("not a Kolbak event record"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(
+        letter.source.as_ref().map(|s| s.topic.as_str()),
+        Some(events.as_str())
+    );
+    let status = dispatcher.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_dispatcher_is_replaced_and_every_event_is_delivered() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(3, "1s,1s,1s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    receiver.default_for(
+        "slow",
+        Answer {
+            status: 200,
+            delay: Duration::from_millis(100),
+        },
+    );
+    cluster
+        .api
+        .subscribe(json!({"callback_url": receiver.url("slow"), "event": "*"}))
+        .await?;
+    let total = 60;
+    let mut published = BTreeSet::new();
+    for n in 0..total {
+        published.insert(
+            cluster
+                .api
+                .publish(json!({"id": format!("k-{n}"), "event": "a", "payload": n}))
+                .await?,
+        );
+    }
+    let first = cluster.dispatcher(
+        "first",
+        &[
+            ("KOLBAK_MAX_IN_FLIGHT", "4"),
+            ("KOLBAK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "4"),
+        ],
+    )?;
+    receiver
+        .wait_for("slow", 10, Duration::from_secs(60))
+        .await?;
+    drop(first); // SIGKILL mid-stream: no commit, no goodbye to the group.
+    let second = cluster.dispatcher(
+        "second",
+        &[
+            ("KOLBAK_MAX_IN_FLIGHT", "4"),
+            ("KOLBAK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "4"),
+        ],
+    )?;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen: BTreeSet<String> = event_ids(&receiver.received("slow")).into_iter().collect();
+        if seen == published {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {total} events delivered:\n{}",
+            seen.len(),
+            second.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let received = receiver.received("slow").len();
+    eprintln!(
+        "{total} events, {received} requests: {} repeated after the kill",
+        received - total
+    );
+    for id in &published {
+        let deliveries = cluster
+            .api
+            .wait_for_deliveries(id, Duration::from_secs(30), |items| {
+                items.len() == 1 && items[0]["status"] == "success"
+            })
+            .await?;
+        assert_eq!(
+            deliveries.len(),
+            1,
+            "one delivery per event and subscription"
+        );
+    }
+    let status = second.terminate()?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_dispatchers_in_one_pool_share_the_partitions() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(4, "1s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    cluster
+        .api
+        .subscribe(json!({"callback_url": receiver.url("hook"), "event": "*"}))
+        .await?;
+    let one = cluster.dispatcher("one", &[])?;
+    let two = cluster.dispatcher("two", &[])?;
+    for process in [&one, &two] {
+        process
+            .wait_for_output("partitions assigned", Duration::from_secs(60))
+            .await?;
+    }
+    let total = 40;
+    let mut published = BTreeSet::new();
+    for n in 0..total {
+        published.insert(
+            cluster
+                .api
+                .publish(json!({"id": format!("s-{n}"), "event": "a", "payload": n}))
+                .await?,
+        );
+    }
+    let got = receiver
+        .wait_for("hook", total, Duration::from_secs(60))
+        .await?;
+    let seen: BTreeSet<String> = event_ids(&got).into_iter().collect();
+    assert_eq!(seen, published);
+    // Each member ended up with some of the four partitions.
+    for process in [&one, &two] {
+        let owned = assigned_partitions(&process.output());
+        assert!(
+            owned > 0,
+            "a member owns no partition:\n{}",
+            process.output()
+        );
+    }
+    for process in [one, two] {
+        let status = process.terminate()?;
+        assert!(status.success(), "{status}");
+    }
+    Ok(())
+}
+
+/// Partitions assigned minus partitions revoked, from a dispatcher's JSON log.
+fn assigned_partitions(output: &str) -> i64 {
+    output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| {
+            let n = line["partitions"].as_i64().unwrap_or(0);
+            match line["message"].as_str() {
+                Some("partitions assigned") => n,
+                Some("partitions revoked") => -n,
+                _ => 0,
+            }
+        })
+        .sum()
+}
