@@ -9,6 +9,7 @@
 //! - `BENCH_MODE=standalone` (default): one `kolbak standalone` on SQLite. With
 //!   `KOLBAK_DELIVERY_LOG=cassandra` (and `KOLBAK_CASSANDRA_KEYSPACE` of a migrated keyspace:
 //!   `kolbak migrate`) it also logs to Cassandra — the environment is passed through.
+//! - `BENCH_SERVER_LOG=<dir>` keeps the processes' output (`RUST_LOG` is `warn` unless set).
 //! - `BENCH_MODE=cluster`: `kolbak ingress` publishing to Kafka and one `kolbak dispatcher`
 //!   logging to Cassandra (`scripts/kafka.sh up`, `scripts/cassandra.sh up`; a fresh keyspace
 //!   and topic prefix are created for the run).
@@ -126,9 +127,20 @@ async fn main() -> Fallible<()> {
             .env("KOLBAK_JWT_SECRET", "benchmark-jwt-secret-0123456789abcdef")
             .env("KOLBAK_ALLOW_PRIVATE_TARGETS", "true")
             .env("KOLBAK_RATE_LIMIT_PER_SECOND", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            );
+        // BENCH_SERVER_LOG=<dir>: keep each process's output in <dir>/<subcommand>.log.
+        match std::env::var("BENCH_SERVER_LOG") {
+            Ok(dir) => {
+                let log = std::fs::File::create(format!("{dir}/{subcommand}.log"))?;
+                command.stdout(log.try_clone()?).stderr(log);
+            }
+            Err(_) => {
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
         for (name, value) in extra {
             command.env(name, value);
         }

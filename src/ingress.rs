@@ -141,6 +141,7 @@ async fn serve(
             registry: sqlite.clone(),
             queue: Arc::new(publisher.clone()),
             delivery_log,
+            manual_retries: false,
         },
         AdminClient::new(
             &credentials.admin_client_id,

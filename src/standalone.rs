@@ -125,6 +125,7 @@ async fn serve(
             registry: store.clone(),
             queue: store.clone(),
             delivery_log: log.clone(),
+            manual_retries: true,
         },
         AdminClient::new(
             &credentials.admin_client_id,

@@ -205,7 +205,6 @@ impl Dispatcher {
         tasks: &mut JoinSet<()>,
         done: &mpsc::UnboundedSender<Finished>,
     ) -> Result<Duration> {
-        cache.sync().await?;
         self.fan_out(cache).await?;
         cache.sync().await?;
 
@@ -277,7 +276,7 @@ impl Dispatcher {
     }
 
     /// Turns waiting events into deliveries, one event at a time in acceptance order.
-    async fn fan_out(&self, cache: &SubscriptionCache) -> Result<()> {
+    async fn fan_out(&self, cache: &mut SubscriptionCache) -> Result<()> {
         let max_attempts = self.runner.schedule.max_attempts();
         loop {
             let events = self
@@ -285,6 +284,10 @@ impl Dispatcher {
                 .pending_events(0, FAN_OUT_BATCH)
                 .await
                 .map_err(Error::Storage)?;
+            // After reading the batch: a subscription whose creation was answered before one
+            // of these events was published is in the cache now. (A long backlog takes many
+            // batches; syncing only before the loop missed subscriptions created meanwhile.)
+            cache.sync().await?;
             let count = events.len();
             for queued in events {
                 let planned: Vec<PlannedDelivery> = cache
@@ -350,4 +353,85 @@ fn admit_rate(
         use governor::clock::{Clock, DefaultClock};
         not_until.wait_time_from(DefaultClock::default().now())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use kolbak_core::event::AcceptedEvent;
+    use kolbak_core::subscription::{EventPattern, SigningSecrets};
+    use kolbak_core::{Event, SigningSecret, SqliteStore};
+    use serde_json::json;
+
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn event(id: &str, kind: &str) -> AcceptedEvent {
+        AcceptedEvent {
+            event: Event {
+                id: id.to_owned(),
+                event: kind.to_owned(),
+                event_time: Utc
+                    .timestamp_opt(1_767_323_045, 0)
+                    .single()
+                    .unwrap_or_default(),
+                source: None,
+                payload: json!({}),
+            },
+            ordering_key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_created_during_a_long_fan_out_gets_the_later_events() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(&dir.path().join("kolbak.db"))?);
+        let dispatcher = Dispatcher::new(
+            DispatcherConfig::default(),
+            DispatcherParts {
+                registry: store.clone(),
+                queue: store.clone(),
+                log: store.clone(),
+                wakeup: Arc::new(Notify::new()),
+                metrics: MetricsRegistry::default(),
+            },
+        )?;
+        let mut cache = SubscriptionCache::load(store.clone()).await?;
+        // More than one fan-out batch of events nobody wants, then a subscription, then an
+        // event it wants: all waiting when the fan-out starts.
+        for n in 0..(FAN_OUT_BATCH + 10) {
+            store
+                .publish(&event(&format!("noise-{n}"), "noise"))
+                .await?;
+        }
+        let now = Utc::now();
+        let subscription = Subscription {
+            id: new_id(),
+            callback_url: "https://example.com/hook".to_owned(),
+            event: EventPattern::parse("wanted")?,
+            description: None,
+            is_active: true,
+            pool: "default".to_owned(),
+            rate_limit_per_second: None,
+            max_in_flight: None,
+            ordering: Ordering::Unordered,
+            secrets: SigningSecrets::new(SigningSecret::generate()),
+            deactivation: None,
+            created_at: now,
+            updated_at: now,
+        };
+        store.create_subscription(subscription.clone()).await?;
+        store.publish(&event("wanted-1", "wanted")).await?;
+
+        dispatcher.fan_out(&mut cache).await?;
+        let page = kolbak_core::Page {
+            limit: 10,
+            offset: 0,
+        };
+        let deliveries = store.list_event_deliveries("wanted-1", page).await?;
+        assert_eq!(deliveries.items.len(), 1);
+        assert_eq!(deliveries.items[0].subscription_id, subscription.id);
+        Ok(())
+    }
 }

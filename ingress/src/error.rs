@@ -57,6 +57,9 @@ pub enum ApiError {
         /// Seconds until a request would be admitted.
         retry_after_secs: u64,
     },
+    /// This deployment does not carry the operation out (501 `not_implemented`).
+    #[error("{0}")]
+    NotImplemented(String),
     /// A backend is unreachable or failing (503 `unavailable`).
     #[error("storage is unavailable; retry shortly")]
     Unavailable(#[source] kolbak_core::Error),
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::NotImplemented(_) => "not_implemented",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal_error",
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

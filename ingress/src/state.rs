@@ -20,6 +20,10 @@ pub struct Backends {
     pub queue: Arc<dyn Publisher>,
     /// Deliveries and attempts.
     pub delivery_log: Arc<dyn DeliveryLog>,
+    /// Whether the dispatchers behind this API carry out manual retries; when not,
+    /// `POST /v1/deliveries/{id}/retry` answers 501 `not_implemented` instead of marking a
+    /// delivery as retrying that nobody would attempt.
+    pub manual_retries: bool,
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -83,6 +87,11 @@ impl AppState {
     /// The delivery log.
     pub fn delivery_log(&self) -> &dyn DeliveryLog {
         self.inner.backends.delivery_log.as_ref()
+    }
+
+    /// Whether manual retries are carried out (see [`Backends::manual_retries`]).
+    pub fn manual_retries(&self) -> bool {
+        self.inner.backends.manual_retries
     }
 
     /// Woken whenever new work reaches the queue (an accepted event, a manual retry); an

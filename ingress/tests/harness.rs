@@ -79,6 +79,7 @@ impl Api {
                 registry: store.clone(),
                 queue: store.clone(),
                 delivery_log: store.clone(),
+                manual_retries: true,
             },
             AdminClient::new(ADMIN_ID, ADMIN_SECRET),
             JWT_SECRET,

@@ -209,7 +209,7 @@ pub async fn get_delivery(
     params(("id" = String, Path, description = "Delivery id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = Envelope<DeliveryView>), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope)))]
+        (status = 409, body = ErrorEnvelope), (status = 501, body = ErrorEnvelope)))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
     principal: Principal,
@@ -217,6 +217,11 @@ pub async fn retry_delivery(
 ) -> Result<(StatusCode, Json<Envelope<DeliveryView>>), ApiError> {
     principal.require(Scope::ReadDeliveries)?;
     principal.require(Scope::WriteWebhooks)?;
+    if !state.manual_retries() {
+        return Err(ApiError::NotImplemented(
+            "manual retries are not available with the Kafka dispatcher yet".into(),
+        ));
+    }
     match state.delivery_log().request_retry(&id, Utc::now()).await? {
         Some(RetryRequest::Scheduled(delivery)) => {
             tracing::info!(delivery_id = %id, by = %principal.client_id, "manual retry requested");
