@@ -1,9 +1,10 @@
 //! [`KafkaDispatcher`]: the delivery engine of a cluster (`kolbak dispatcher --pool NAME`).
 //! One consumer in the pool's consumer group reads the events topic and every retry tier:
 //!
-//! - **Concurrency**: each record is handled in its own task, at most `max_in_flight` at once;
-//!   the poll loop itself never waits on a delivery, so it keeps serving the group well
-//!   within `max.poll.interval.ms`.
+//! - **Concurrency**: each record is handled in its own task, at most `max_in_flight` at once.
+//!   At capacity a partition is paused at its next record rather than the loop waiting for a
+//!   slot: the loop never stops polling, so it stays well within `max.poll.interval.ms` however
+//!   long deliveries (or a Cassandra outage) take.
 //! - **Commits**: manual, per partition up to the highest contiguous finished offset
 //!   ([`OffsetTracker`]), every second, on revoke (cooperative-sticky rebalancing) and at
 //!   shutdown. A crash redelivers what was unfinished; the [`RecordHandler`] makes that
@@ -11,7 +12,7 @@
 //! - **Retry tiers**: a tier record that is not due yet pauses its partition and seeks back
 //!   to it; the partition resumes when the record is due. Nothing sleeps in the poll loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -342,7 +343,10 @@ impl KafkaDispatcher {
         let slots = Arc::new(Semaphore::new(self.config.max_in_flight));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut tasks = JoinSet::new();
+        // Tier partitions waiting for their head record to be due.
         let mut paused: HashMap<PartitionKey, Instant> = HashMap::new();
+        // Partitions paused because every slot was taken.
+        let mut full: HashSet<PartitionKey> = HashSet::new();
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
         loop {
             let next_resume = paused.values().min().copied();
@@ -350,18 +354,14 @@ impl KafkaDispatcher {
                 () = &mut shutdown => break,
                 Some(finished) = done_rx.recv() => {
                     lock(&trackers).finish(&finished.key, finished.generation, finished.offset);
+                    resume_all(&consumer, &mut full);
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = commit_tick.tick() => commit(&consumer, &trackers, CommitMode::Async),
                 () = tokio::time::sleep_until(next_resume.unwrap_or_else(Instant::now)), if next_resume.is_some() => {
                     resume_due(&consumer, &mut paused);
                 }
-                received = async {
-                    let permit = slots.clone().acquire_owned().await;
-                    (permit, consumer.recv().await)
-                } => {
-                    let (permit, message) = received;
-                    let Ok(permit) = permit else { break };
+                message = consumer.recv() => {
                     let message = match message {
                         Ok(message) => message.detach(),
                         Err(error) => {
@@ -370,15 +370,26 @@ impl KafkaDispatcher {
                         }
                     };
                     let key = (message.topic().to_owned(), message.partition());
-                    if paused.contains_key(&key) {
+                    if paused.contains_key(&key) || full.contains(&key) {
                         // Fetched before the pause took effect; it comes again after the seek.
                         continue;
                     }
                     let is_event = message.topic() == topics.events;
                     if !is_event && let Some(wait) = not_due_for(&message) {
-                        pause_until_due(&consumer, &mut paused, &message, wait);
+                        if pause_at(&consumer, &message) {
+                            paused.insert(key, Instant::now() + wait);
+                        }
                         continue;
                     }
+                    // At capacity: pause the partition at this record instead of waiting for a
+                    // slot, so the loop keeps polling (and the member stays in the group however
+                    // long deliveries take); resumed when a record finishes.
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        if pause_at(&consumer, &message) {
+                            full.insert(key);
+                        }
+                        continue;
+                    };
                     let generation = lock(&trackers).start(&key, message.offset());
                     let handler = handler.clone();
                     let done = done_tx.clone();
@@ -481,18 +492,15 @@ fn not_due_for(message: &OwnedMessage) -> Option<Duration> {
     (due - Utc::now()).to_std().ok().filter(|d| !d.is_zero())
 }
 
-/// Pauses the record's partition and seeks back to the record, to be resumed after `wait`.
-fn pause_until_due(
-    consumer: &StreamConsumer<PoolContext>,
-    paused: &mut HashMap<PartitionKey, Instant>,
-    message: &OwnedMessage,
-    wait: Duration,
-) {
+/// Pauses the record's partition and seeks back to the record, so it is read again once the
+/// partition resumes. `false` when the pause failed (the record is then simply dropped from
+/// this poll; it is re-read after a restart or rebalance since its offset is not committed).
+fn pause_at(consumer: &StreamConsumer<PoolContext>, message: &OwnedMessage) -> bool {
     let mut list = TopicPartitionList::new();
     list.add_partition(message.topic(), message.partition());
     if let Err(error) = consumer.pause(&list) {
-        tracing::warn!(%error, topic = message.topic(), "cannot pause a retry tier partition");
-        return;
+        tracing::warn!(%error, topic = message.topic(), "cannot pause a partition");
+        return false;
     }
     if let Err(error) = consumer.seek(
         message.topic(),
@@ -500,12 +508,24 @@ fn pause_until_due(
         Offset::Offset(message.offset()),
         SEEK_TIMEOUT,
     ) {
-        tracing::warn!(%error, topic = message.topic(), "cannot seek a paused retry tier partition");
+        tracing::warn!(%error, topic = message.topic(), "cannot seek a paused partition");
     }
-    paused.insert(
-        (message.topic().to_owned(), message.partition()),
-        Instant::now() + wait,
-    );
+    true
+}
+
+/// Resumes every partition paused for capacity.
+fn resume_all(consumer: &StreamConsumer<PoolContext>, full: &mut HashSet<PartitionKey>) {
+    if full.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for key in full.drain() {
+        list.add_partition(&key.0, key.1);
+    }
+    // A partition revoked meanwhile cannot be resumed; its new owner reads it.
+    if let Err(error) = consumer.resume(&list) {
+        tracing::debug!(%error, "resume of partitions paused for capacity failed");
+    }
 }
 
 /// Resumes the paused partitions whose head record is due.
