@@ -84,6 +84,16 @@ impl Cluster {
         )
     }
 
+    /// Publishes events `<prefix>-0` … `<prefix>-<total - 1>` of type `a`; returns their ids.
+    async fn publish_numbered(&self, prefix: &str, total: usize) -> Fallible<BTreeSet<String>> {
+        let mut published = BTreeSet::new();
+        for n in 0..total {
+            let body = json!({"id": format!("{prefix}-{n}"), "event": "a", "payload": n});
+            published.insert(self.api.publish(body).await?);
+        }
+        Ok(published)
+    }
+
     fn topic(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
@@ -309,15 +319,7 @@ async fn a_killed_dispatcher_is_replaced_and_every_event_is_delivered() -> TestR
         .subscribe(json!({"callback_url": receiver.url("slow"), "event": "*"}))
         .await?;
     let total = 60;
-    let mut published = BTreeSet::new();
-    for n in 0..total {
-        published.insert(
-            cluster
-                .api
-                .publish(json!({"id": format!("k-{n}"), "event": "a", "payload": n}))
-                .await?,
-        );
-    }
+    let published = cluster.publish_numbered("k", total).await?;
     let first = cluster.dispatcher(
         "first",
         &[
@@ -393,15 +395,7 @@ async fn two_dispatchers_in_one_pool_share_the_partitions() -> TestResult {
             .await?;
     }
     let total = 40;
-    let mut published = BTreeSet::new();
-    for n in 0..total {
-        published.insert(
-            cluster
-                .api
-                .publish(json!({"id": format!("s-{n}"), "event": "a", "payload": n}))
-                .await?,
-        );
-    }
+    let published = cluster.publish_numbered("s", total).await?;
     let got = receiver
         .wait_for("hook", total, Duration::from_secs(60))
         .await?;
