@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod id;
 pub mod kafka;
+pub mod kube_registry;
 pub mod mirrored_log;
 pub mod queue;
 pub mod registry;
@@ -29,6 +30,7 @@ pub use delivery::{
 pub use error::{Error, Result};
 pub use event::{Event, NewEvent};
 pub use kafka::{KafkaConfig, KafkaPublisher, KafkaTopics, QueuedMessage};
+pub use kube_registry::{KubeRegistry, KubeRegistryConfig};
 pub use queue::{PlannedDelivery, Publish, Publisher, Queue, QueueDepth, QueuedEvent};
 pub use registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
 pub use scope::Scope;

@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 
 use crate::api_key::{ApiKey, ApiKeyPatch};
 use crate::error::Result;
-use crate::secret::{KeyHash, SigningSecret};
+use crate::secret::{ApiKeySecret, KeyHash, SigningSecret};
 use crate::subscription::{Subscription, SubscriptionPatch};
 
 /// Largest page a listing returns.
@@ -123,8 +123,10 @@ pub trait Registry: Send + Sync + 'static {
     /// Deletes a subscription; `false` when it did not exist.
     async fn delete_subscription(&self, id: &str) -> Result<bool>;
 
-    /// Stores a new API key; [`crate::Error::Conflict`] when its id exists.
-    async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey>;
+    /// Stores a new API key; [`crate::Error::Conflict`] when its id exists. `secret` is the
+    /// key itself: registries that keep it for its owner to read again (a Kubernetes Secret)
+    /// store it, the others only keep `key.key_hash`.
+    async fn create_api_key(&self, key: ApiKey, secret: &ApiKeySecret) -> Result<ApiKey>;
     /// One API key by id.
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>>;
     /// The API key whose hash is `hash`.

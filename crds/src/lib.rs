@@ -18,6 +18,7 @@ pub mod dispatcher_pool;
 pub mod duration;
 mod error;
 mod schema;
+pub mod secret_layout;
 pub mod validation;
 pub mod webhook_subscription;
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kolbak_core::secret::ApiKeySecret;
 use kolbak_crds::condition::{READY, SECRET_READY};
-use kolbak_crds::{ApiKey, ApiKeyStatus};
+use kolbak_crds::{ApiKey, ApiKeyStatus, secret_layout};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -29,15 +29,15 @@ use crate::status;
 use crate::subscription::{RESYNC, SECRET_RECHECK};
 
 /// Key of the API key in the generated Secret.
-pub const KEY_KEY: &str = "key";
+pub const KEY_KEY: &str = secret_layout::API_KEY_KEY;
 /// Key of the ApiKey's name (the OAuth2 `client_id`) in the generated Secret.
-pub const ID_KEY: &str = "id";
+pub const ID_KEY: &str = secret_layout::API_KEY_ID_KEY;
 /// `app.kubernetes.io/component` of generated API key Secrets.
-pub const COMPONENT: &str = "api-key";
+pub const COMPONENT: &str = secret_layout::API_KEY_COMPONENT;
 
 /// Name of the Secret generated for the ApiKey `api_key`.
 pub fn secret_name(api_key: &str) -> String {
-    format!("{api_key}-key")
+    secret_layout::api_key_secret_name(api_key)
 }
 
 /// A new Secret for `api_key` holding `key`.

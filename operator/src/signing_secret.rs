@@ -42,7 +42,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kolbak_core::secret::SigningSecret;
-use kolbak_crds::WebhookSubscription;
+use kolbak_crds::{WebhookSubscription, secret_layout};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -50,17 +50,17 @@ use crate::error::Result;
 use crate::owned::{labels, owner_reference};
 
 /// Key of the signing secret in use.
-pub const SECRET_KEY: &str = kolbak_crds::webhook_subscription::DEFAULT_SECRET_KEY;
+pub const SECRET_KEY: &str = secret_layout::SIGNING_SECRET_KEY;
 /// Key of the secret before the last rotation.
-pub const PREVIOUS_SECRET_KEY: &str = "previous-secret";
+pub const PREVIOUS_SECRET_KEY: &str = secret_layout::PREVIOUS_SIGNING_SECRET_KEY;
 /// Key of the time (RFC 3339) after which `previous-secret` is no longer used.
-pub const PREVIOUS_EXPIRES_AT_KEY: &str = "previous-expires-at";
+pub const PREVIOUS_EXPIRES_AT_KEY: &str = secret_layout::PREVIOUS_EXPIRES_AT_KEY;
 /// Annotation on a WebhookSubscription that requests a rotation when its value changes.
 pub const ROTATE_ANNOTATION: &str = "kolbak.io/rotate-secret";
 /// Annotation on the Secret recording the last rotation request handled.
 pub const ROTATED_FOR_ANNOTATION: &str = "kolbak.io/rotated-for";
 /// `app.kubernetes.io/component` of generated signing Secrets.
-pub const COMPONENT: &str = "signing-secret";
+pub const COMPONENT: &str = secret_layout::SIGNING_SECRET_COMPONENT;
 
 /// How long the previous secret keeps signing after a rotation.
 pub fn rotation_overlap() -> TimeDelta {
@@ -69,7 +69,7 @@ pub fn rotation_overlap() -> TimeDelta {
 
 /// Name of the Secret generated for the subscription `subscription`.
 pub fn generated_name(subscription: &str) -> String {
-    format!("{subscription}-signing")
+    secret_layout::signing_secret_name(subscription)
 }
 
 /// Why a Secret's value cannot be used as a signing secret.

@@ -14,7 +14,7 @@ use super::{SqliteStore, immediate, limit_offset, notify, select_one};
 use crate::api_key::{ApiKey, ApiKeyPatch};
 use crate::error::{Error, Result};
 use crate::registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
-use crate::secret::{KeyHash, SigningSecret};
+use crate::secret::{ApiKeySecret, KeyHash, SigningSecret};
 use crate::subscription::{Subscription, SubscriptionPatch};
 
 const GET_SUBSCRIPTION: &str = concat!(
@@ -223,7 +223,7 @@ impl Registry for SqliteStore {
         .await
     }
 
-    async fn create_api_key(&self, key: ApiKey) -> Result<ApiKey> {
+    async fn create_api_key(&self, key: ApiKey, _secret: &ApiKeySecret) -> Result<ApiKey> {
         let changes = self.notifier();
         self.write(move |conn| {
             let tx = immediate(conn)?;

@@ -144,7 +144,7 @@ pub async fn create_key(
         updated_at: now,
         last_accessed_at: None,
     };
-    let key = state.registry().create_api_key(key).await?;
+    let key = state.registry().create_api_key(key, &secret).await?;
     tracing::info!(key_id = %key.id, by = %principal.client_id, "API key created");
     let created = CreatedKey {
         view: key.into(),

@@ -147,15 +147,21 @@ async fn duplicate_ids_and_key_hashes_conflict() -> TestResult {
     assert_eq!(store.get_subscription("01dup").await?, Some(first));
 
     let (key, _) = api_key("01key");
-    store.create_api_key(key.clone()).await?;
+    store
+        .create_api_key(key.clone(), &ApiKeySecret::generate())
+        .await?;
     let (mut same_id, _) = api_key("01key");
     same_id.name = "other".to_owned();
-    let result = store.create_api_key(same_id).await;
+    let result = store
+        .create_api_key(same_id, &ApiKeySecret::generate())
+        .await;
     assert!(matches!(result, Err(Error::Conflict(_))), "{result:?}");
 
     let mut same_hash = api_key("02key").0;
     same_hash.key_hash = key.key_hash;
-    let result = store.create_api_key(same_hash).await;
+    let result = store
+        .create_api_key(same_hash, &ApiKeySecret::generate())
+        .await;
     assert!(matches!(result, Err(Error::Conflict(_))), "{result:?}");
     assert_eq!(store.get_api_key("02key").await?, None);
     assert_eq!(store.get_api_key("01key").await?, Some(key));
@@ -168,7 +174,12 @@ async fn api_keys_round_trip_through_every_operation() -> TestResult {
     let store = open(&dir)?;
     let (mut key, secret) = api_key("01key");
     key.description = Some("producer".to_owned());
-    assert_eq!(store.create_api_key(key.clone()).await?, key);
+    assert_eq!(
+        store
+            .create_api_key(key.clone(), &ApiKeySecret::generate())
+            .await?,
+        key
+    );
     assert_eq!(store.get_api_key("01key").await?, Some(key.clone()));
     assert_eq!(store.find_api_key(&secret.hash()).await?, Some(key.clone()));
     let stranger = ApiKeySecret::generate();
@@ -221,7 +232,7 @@ async fn listings_page_oldest_first_and_count_everything() -> TestResult {
             .create_subscription(subscription(&format!("01sub{i}"), "*"))
             .await?;
         store
-            .create_api_key(api_key(&format!("01key{i}")).0)
+            .create_api_key(api_key(&format!("01key{i}")).0, &ApiKeySecret::generate())
             .await?;
     }
     let page = |limit, offset| Page { limit, offset };
@@ -428,7 +439,7 @@ async fn every_write_announces_its_change() -> TestResult {
         .rotate_secret("01sub", SigningSecret::generate(), at(2), at(1))
         .await?;
     store.delete_subscription("01sub").await?;
-    store.create_api_key(key).await?;
+    store.create_api_key(key, &ApiKeySecret::generate()).await?;
     store
         .patch_api_key("01key", ApiKeyPatch::default(), at(1))
         .await?;
@@ -487,7 +498,9 @@ async fn the_registry_survives_closing_and_reopening() -> TestResult {
     {
         let store = open(&dir)?;
         store.create_subscription(rotated.clone()).await?;
-        store.create_api_key(key.clone()).await?;
+        store
+            .create_api_key(key.clone(), &ApiKeySecret::generate())
+            .await?;
     }
     let store = open(&dir)?;
     assert_eq!(store.get_subscription("01sub").await?, Some(rotated));

@@ -1,0 +1,266 @@
+//! Subscription reads and writes of the Kubernetes registry: `WebhookSubscription` objects and
+//! their signing Secrets.
+
+use chrono::{DateTime, Utc};
+use kolbak_crds::WebhookSubscription;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+
+use super::mapping::{
+    FIELD_MANAGER, cleared_fields, rotation_patch, secret_location, signing_secret,
+    signing_secrets, subscription, subscription_apply,
+};
+use super::{KubeRegistry, READ_YOUR_WRITES, WRITE_ATTEMPTS, api_error, is_stale, paginate};
+use crate::error::{Error, Result};
+use crate::registry::{Listing, Page, SubscriptionFilter};
+use crate::secret::SigningSecret;
+use crate::subscription::{SigningSecrets, Subscription, SubscriptionPatch};
+
+impl KubeRegistry {
+    /// The subscription `object` describes, if its signing secret is available and its spec
+    /// usable; logs why not otherwise.
+    fn usable_subscription(&self, object: &WebhookSubscription) -> Option<Subscription> {
+        let location = secret_location(object);
+        let secrets = self
+            .stores
+            .secrets
+            .get(&self.stores.key(&location.name))
+            .and_then(|secret| signing_secrets(&secret, &location));
+        let Some(secrets) = secrets else {
+            tracing::debug!(
+                subscription = %object.name_any(),
+                secret = %location.name,
+                "subscription skipped: its signing Secret is missing or unusable"
+            );
+            return None;
+        };
+        match subscription(object, secrets) {
+            Ok(subscription) => Some(subscription),
+            Err(error) => {
+                tracing::warn!(subscription = %object.name_any(), %error, "subscription skipped");
+                None
+            }
+        }
+    }
+
+    pub(super) fn stored_subscription(&self, id: &str) -> Option<Subscription> {
+        let object = self.stores.subscriptions.get(&self.stores.key(id))?;
+        self.usable_subscription(&object)
+    }
+
+    pub(super) fn stored_subscriptions(
+        &self,
+        filter: &SubscriptionFilter,
+        page: Page,
+    ) -> Listing<Subscription> {
+        let mut all: Vec<Subscription> = self
+            .stores
+            .subscriptions
+            .state()
+            .iter()
+            .filter_map(|object| self.usable_subscription(object))
+            .filter(|subscription| filter.admits(subscription))
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        paginate(all, page)
+    }
+
+    pub(super) async fn create_subscription_objects(
+        &self,
+        new: Subscription,
+    ) -> Result<Subscription> {
+        // The Secret first: the operator then finds it and does not generate another.
+        self.create_secret(&signing_secret(&new.id, &new.secrets))
+            .await?;
+        let applied = match self.apply(&new, None).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                let name = kolbak_crds::secret_layout::signing_secret_name(&new.id);
+                if let Err(cleanup) = self.delete_secret(&name).await {
+                    tracing::warn!(secret = %name, error = %cleanup, "could not remove a Secret");
+                }
+                return Err(error);
+            }
+        };
+        let secret_name = secret_location(&applied).name;
+        self.adopt_secret(&secret_name, &applied).await;
+        self.await_subscription(&applied).await;
+        subscription(&applied, new.secrets)
+    }
+
+    pub(super) async fn apply_subscription_patch(
+        &self,
+        id: &str,
+        patch: SubscriptionPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(object) = self
+                .subscriptions_api()
+                .get_opt(id)
+                .await
+                .map_err(api_error)?
+            else {
+                return Ok(None);
+            };
+            let Some(mut current) = self.usable_subscription(&object) else {
+                return Err(Error::Conflict(format!(
+                    "subscription {id} has no usable signing secret yet; try again once its \
+                     SecretReady condition is True"
+                )));
+            };
+            patch.clone().apply(&mut current, now);
+            let version = object.metadata.resource_version.as_deref();
+            let applied = match self.apply(&current, version).await {
+                Err(Error::Conflict(_)) => continue,
+                other => other?,
+            };
+            let applied = match cleared_fields(&current, &applied) {
+                Some(clear) => self
+                    .subscriptions_api()
+                    .patch(id, &PatchParams::default(), &Patch::Merge(&clear))
+                    .await
+                    .map_err(api_error)?,
+                None => applied,
+            };
+            self.await_subscription(&applied).await;
+            return subscription(&applied, current.secrets).map(Some);
+        }
+        Err(Error::Conflict(format!(
+            "subscription {id} keeps changing; try again"
+        )))
+    }
+
+    pub(super) async fn rotate_signing_secret(
+        &self,
+        id: &str,
+        next: SigningSecret,
+        previous_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(object) = self
+                .subscriptions_api()
+                .get_opt(id)
+                .await
+                .map_err(api_error)?
+            else {
+                return Ok(None);
+            };
+            let location = secret_location(&object);
+            if !location.generated {
+                return Err(Error::Conflict(format!(
+                    "the signing secret of {id} is in Secret {} named by spec.secretRef; \
+                     rotate it there",
+                    location.name
+                )));
+            }
+            let existing = self
+                .secrets_api()
+                .get_opt(&location.name)
+                .await
+                .map_err(api_error)?;
+            let current = existing
+                .as_ref()
+                .and_then(|secret| signing_secrets(secret, &location));
+            let (secret, rotated) = match (existing, current) {
+                (Some(secret), Some(mut secrets)) => {
+                    secrets.rotate(next.clone(), previous_expires_at);
+                    let patch =
+                        rotation_patch(&secrets, secret.metadata.resource_version.as_deref());
+                    match self
+                        .secrets_api()
+                        .patch(
+                            &location.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                    {
+                        Err(error) if is_stale(&error) => continue,
+                        result => (result.map_err(api_error)?, secrets),
+                    }
+                }
+                // Nothing to keep: the new secret becomes the only one.
+                (existing, _) => {
+                    if existing.is_some() {
+                        self.delete_secret(&location.name).await?;
+                    }
+                    let secrets = SigningSecrets::new(next.clone());
+                    self.create_secret(&signing_secret(id, &secrets)).await?;
+                    self.adopt_secret(&location.name, &object).await;
+                    let secret = self
+                        .secrets_api()
+                        .get(&location.name)
+                        .await
+                        .map_err(api_error)?;
+                    (secret, secrets)
+                }
+            };
+            self.await_secret(&secret).await;
+            tracing::debug!(subscription = %id, at = %now, "signing secret rotated");
+            return subscription(&object, rotated).map(Some);
+        }
+        Err(Error::Conflict(format!(
+            "the signing Secret of {id} keeps changing; try again"
+        )))
+    }
+
+    pub(super) async fn delete_subscription_objects(&self, id: &str) -> Result<bool> {
+        let Some(object) = self
+            .subscriptions_api()
+            .get_opt(id)
+            .await
+            .map_err(api_error)?
+        else {
+            return Ok(false);
+        };
+        match self
+            .subscriptions_api()
+            .delete(id, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(false),
+            Err(error) => return Err(api_error(error)),
+        }
+        // Garbage collection would remove the generated Secret too; removing it now leaves no
+        // window in which a recreated subscription of the same name finds the old secret.
+        let location = secret_location(&object);
+        if location.generated {
+            self.delete_secret(&location.name).await?;
+        }
+        self.stores
+            .caught_up(&self.stores.subscriptions, id, None, READ_YOUR_WRITES)
+            .await;
+        Ok(true)
+    }
+
+    /// Server-side-applies `subscription` (create or full update of the REST-owned fields).
+    async fn apply(
+        &self,
+        subscription: &Subscription,
+        resource_version: Option<&str>,
+    ) -> Result<WebhookSubscription> {
+        let body = subscription_apply(subscription, resource_version);
+        self.subscriptions_api()
+            .patch(
+                &subscription.id,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(api_error)
+    }
+
+    async fn await_subscription(&self, object: &WebhookSubscription) {
+        self.stores
+            .caught_up(
+                &self.stores.subscriptions,
+                &object.name_any(),
+                object.metadata.resource_version.as_deref(),
+                READ_YOUR_WRITES,
+            )
+            .await;
+    }
+}
