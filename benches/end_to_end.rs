@@ -157,6 +157,7 @@ async fn main() -> Fallible<()> {
             return Err("kolbak migrate failed (is Cassandra up? scripts/cassandra.sh up)".into());
         }
         let shared = [
+            ("KOLBAK_REGISTRY", "sqlite".to_owned()),
             ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
             ("KOLBAK_CASSANDRA_KEYSPACE", keyspace),
             (

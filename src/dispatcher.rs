@@ -1,7 +1,8 @@
 //! `kolbak dispatcher`: the delivery engine of a cluster deployment. Consumes the events topic
 //! and the retry tiers in the consumer group of its DispatcherPool (`--pool`), delivers, and
-//! records every delivery and attempt in the Cassandra delivery log. Subscriptions come, until
-//! the operator's registry lands, from the SQLite registry in `KOLBAK_DATA_DIR`, re-read every
+//! records every delivery and attempt in the Cassandra delivery log. Subscriptions come from the
+//! registry (`KOLBAK_REGISTRY`): WebhookSubscriptions and their Secrets watched through the
+//! Kubernetes API (default), or the SQLite file in `KOLBAK_DATA_DIR`, re-read every
 //! `KOLBAK_SUBSCRIPTION_REFRESH`.
 
 use std::path::PathBuf;
@@ -11,13 +12,14 @@ use anyhow::Context;
 use clap::Args;
 use kolbak_core::config;
 use kolbak_core::kafka::KafkaConfig;
-use kolbak_core::sqlite::EmbeddedStoreConfig;
 use kolbak_core::telemetry::{self, MetricsRegistry};
-use kolbak_core::{CassandraConfig, CassandraLog, SqliteStore};
+use kolbak_core::{CassandraConfig, CassandraLog};
 use kolbak_dispatcher::{DispatcherConfig, KafkaDispatcher, KafkaDispatcherParts, PoolConfig};
 use serde::Serialize;
 
 use crate::process::{Format, shutdown_signal};
+use crate::registry_choice::RegistrySettings;
+use kolbak_core::kube_registry::Watched;
 
 /// Command-line flags; each overrides the file and the environment.
 #[derive(Debug, Args, Serialize)]
@@ -30,7 +32,7 @@ pub struct DispatcherArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<String>,
-    /// Data directory of the SQLite registry (`KOLBAK_DATA_DIR`).
+    /// Data directory of the SQLite registry (`KOLBAK_DATA_DIR`, with `KOLBAK_REGISTRY=sqlite`).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
@@ -50,30 +52,24 @@ pub fn run(args: DispatcherArgs) -> anyhow::Result<()> {
     let dispatcher: DispatcherConfig = config::load(file, std::env::vars(), &args)?;
     let kafka: KafkaConfig = config::load(file, std::env::vars(), &args)?;
     let pool: PoolConfig = config::load(file, std::env::vars(), &args)?;
-    let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
+    let registry = RegistrySettings::load(file, &args)?;
     let cassandra: CassandraConfig = config::load(file, std::env::vars(), &args)?;
     telemetry::init(args.log_format.into(), "info")?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(dispatcher, kafka, pool, store, cassandra))
+        .block_on(serve(dispatcher, kafka, pool, registry, cassandra))
 }
 
 async fn serve(
     dispatcher: DispatcherConfig,
     kafka: KafkaConfig,
     pool: PoolConfig,
-    store: EmbeddedStoreConfig,
+    registry: RegistrySettings,
     cassandra: CassandraConfig,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&store.data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {} (KOLBAK_DATA_DIR)",
-            store.data_dir.display()
-        )
-    })?;
-    let registry = Arc::new(SqliteStore::open(&store.database_path())?);
+    let registry = registry.open(Watched::SubscriptionsOnly).await?;
     let log = Arc::new(
         CassandraLog::connect(&cassandra)
             .await

@@ -1,9 +1,11 @@
 //! `kolbak ingress`: the REST API of a cluster deployment. Accepted events go to Kafka (an
 //! idempotent producer, 202 only after every in-sync replica acknowledged); subscriptions and
-//! API keys live, until the operator's registry lands, in the embedded SQLite store in
-//! `KOLBAK_DATA_DIR`; the delivery log is read from Cassandra with `KOLBAK_DELIVERY_LOG=cassandra`
-//! (what `kolbak dispatcher` writes), else from that SQLite store. Both sit behind the
-//! `Registry` and `DeliveryLog` traits, so swapping them is configuration.
+//! API keys are WebhookSubscription and ApiKey objects in the Kubernetes API (default), or with
+//! `KOLBAK_REGISTRY=sqlite` rows of the SQLite file in `KOLBAK_DATA_DIR`; the delivery log is
+//! read from Cassandra with `KOLBAK_DELIVERY_LOG=cassandra` (what `kolbak dispatcher` writes),
+//! else from that SQLite file. Both sit behind the `Registry` and `DeliveryLog` traits, so
+//! swapping them is configuration. `/readyz` answers 503 until the Kubernetes watches have
+//! listed every object.
 //!
 //! Credentials: unlike standalone, nothing is generated. `KOLBAK_ADMIN_CLIENT_ID`,
 //! `KOLBAK_ADMIN_CLIENT_SECRET` and `KOLBAK_JWT_SECRET` must be configured, because every
@@ -30,7 +32,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::process::{Format, shutdown_signal};
+use crate::registry_choice::RegistrySettings;
 use crate::standalone::{LogBackend, LogChoice};
+use kolbak_core::kube_registry::Watched;
 
 /// Longest wait between two attempts to create the topics while Kafka is unreachable.
 const MAX_TOPIC_RETRY: Duration = Duration::from_secs(30);
@@ -73,6 +77,7 @@ pub fn run(args: IngressArgs) -> anyhow::Result<()> {
     let api: ApiConfig = config::load(file, std::env::vars(), &args)?;
     let kafka: KafkaConfig = config::load(file, std::env::vars(), &args)?;
     let store: EmbeddedStoreConfig = config::load(file, std::env::vars(), &args)?;
+    let registry = RegistrySettings::load(file, &args)?;
     let choice: LogChoice = config::load(file, std::env::vars(), &args)?;
     let cassandra = match choice.delivery_log {
         LogBackend::Sqlite => None,
@@ -88,7 +93,7 @@ pub fn run(args: IngressArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(api, kafka, store, cassandra, credentials))
+        .block_on(serve(api, kafka, registry, store, cassandra, credentials))
 }
 
 fn required_credentials(api: &ApiConfig) -> anyhow::Result<Credentials> {
@@ -114,31 +119,33 @@ fn required_credentials(api: &ApiConfig) -> anyhow::Result<Credentials> {
 async fn serve(
     api: ApiConfig,
     kafka: KafkaConfig,
+    registry: RegistrySettings,
     store: EmbeddedStoreConfig,
     cassandra: Option<CassandraConfig>,
     credentials: Credentials,
 ) -> anyhow::Result<()> {
-    let data_dir = store.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {} (KOLBAK_DATA_DIR)",
-            data_dir.display()
-        )
-    })?;
-    let sqlite = Arc::new(SqliteStore::open(&store.database_path())?);
     let delivery_log: Arc<dyn DeliveryLog> = match cassandra {
-        None => sqlite.clone(),
+        None => {
+            std::fs::create_dir_all(&store.data_dir).with_context(|| {
+                format!(
+                    "cannot create data directory {} (KOLBAK_DATA_DIR)",
+                    store.data_dir.display()
+                )
+            })?;
+            Arc::new(SqliteStore::open(&store.database_path())?)
+        }
         Some(settings) => Arc::new(
             CassandraLog::connect(&settings)
                 .await
                 .context("cannot use the Cassandra delivery log (KOLBAK_CASSANDRA_*)")?,
         ),
     };
+    let registry = registry.open(Watched::Everything).await?;
     let publisher = KafkaPublisher::new(&kafka)?;
     let state = AppState::new(
         api.clone(),
         Backends {
-            registry: sqlite.clone(),
+            registry,
             queue: Arc::new(publisher.clone()),
             delivery_log,
             manual_retries: false,
@@ -164,7 +171,6 @@ async fn serve(
         listen = %listener.local_addr()?,
         brokers = %kafka.kafka_brokers,
         topic = %publisher.topic(),
-        data_dir = %data_dir.display(),
         "kolbak ingress ready"
     );
     let mut until_stopped = stopped;

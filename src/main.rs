@@ -6,6 +6,7 @@ mod ingress;
 mod migrate;
 mod operator;
 mod process;
+mod registry_choice;
 mod standalone;
 
 use std::path::PathBuf;

@@ -12,7 +12,9 @@
 //! applied with kubectl keep their names, which are their REST ids. The REST API creates the
 //! Secret first (named as the operator would name it, so the operator adopts rather than
 //! replaces it), then the custom resource, then makes the resource the Secret's controller
-//! owner so Kubernetes deletes both together. A subscription whose signing Secret does not
+//! owner so Kubernetes garbage-collects the Secret with it (nobody deletes Secrets: the chart's
+//! roles grant no `delete` on them, and deleting the resource revokes at once because the
+//! stores drop it). A subscription whose signing Secret does not
 //! exist yet (a kubectl-applied object the operator has not reconciled) is not listed, and an
 //! ApiKey whose status has no key hash yet does not authenticate.
 
@@ -27,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kolbak_crds::{ApiKey as ApiKeyResource, WebhookSubscription};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -42,6 +44,7 @@ use crate::subscription::{Subscription, SubscriptionPatch};
 
 use self::mapping::{FIELD_MANAGER, owner_reference};
 use self::stores::Stores;
+pub use self::stores::Watched;
 
 /// Attempts of a read-modify-write before a conflict is reported to the caller.
 const WRITE_ATTEMPTS: usize = 5;
@@ -97,16 +100,16 @@ pub struct KubeRegistry {
 impl KubeRegistry {
     /// Connects with the ambient configuration (in-cluster service account, else
     /// `KUBECONFIG`/`~/.kube/config`) and starts watching; does not wait for the stores.
-    pub async fn connect(config: &KubeRegistryConfig) -> Result<Self> {
+    pub async fn connect(config: &KubeRegistryConfig, watched: Watched) -> Result<Self> {
         let client = Client::try_default().await.map_err(Error::storage)?;
-        Ok(Self::start(client, config.kube_namespace.clone()))
+        Ok(Self::start(client, config.kube_namespace.clone(), watched))
     }
 
     /// Starts watching `namespace` (default: the client's) with `client`.
-    pub fn start(client: Client, namespace: Option<String>) -> Self {
+    pub fn start(client: Client, namespace: Option<String>, watched: Watched) -> Self {
         let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
         let (changes, _) = broadcast::channel(1024);
-        let stores = Stores::watch(&client, &namespace, &changes);
+        let stores = Stores::watch(&client, &namespace, watched, &changes);
         Self {
             client,
             namespace,
@@ -154,7 +157,7 @@ impl KubeRegistry {
     }
 
     /// Makes `owner` the controller owner of the Secret `name`, so deleting the owner deletes
-    /// it. A failure is logged: deleting through the REST API removes the Secret explicitly.
+    /// it. A failure is logged: the key or secret still works, only its clean-up is lost.
     async fn adopt_secret<K>(&self, name: &str, owner: &K)
     where
         K: kube::Resource<DynamicType = ()>,
@@ -173,23 +176,6 @@ impl KubeRegistry {
                 tracing::warn!(secret = %name, %error, "could not set the owner of a Secret")
             }
         }
-    }
-
-    /// Deletes the Secret `name`; a missing one is fine.
-    async fn delete_secret(&self, name: &str) -> Result<()> {
-        match self
-            .secrets_api()
-            .delete(name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_not_found() => {}
-            Err(error) => return Err(api_error(error)),
-        }
-        self.stores
-            .caught_up(&self.stores.secrets, name, None, READ_YOUR_WRITES)
-            .await;
-        Ok(())
     }
 
     async fn await_secret(&self, secret: &Secret) {

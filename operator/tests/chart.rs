@@ -265,7 +265,7 @@ fn no_role_grants_wildcards_or_deletes_secrets() -> TestResult {
             rule(
                 "kolbak.io",
                 "webhooksubscriptions",
-                &["get", "list", "watch"]
+                &["get", "list", "patch", "watch"]
             ),
             rule("kolbak.io", "webhooksubscriptions/status", &["patch"]),
             rule("", "secrets", &["get", "list", "watch"]),

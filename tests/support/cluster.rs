@@ -119,6 +119,7 @@ impl Process {
             .arg(subcommand)
             .env("KOLBAK_LISTEN", format!("127.0.0.1:{port}"))
             .env("KOLBAK_DATA_DIR", dir)
+            .env("KOLBAK_REGISTRY", "sqlite")
             .env("KOLBAK_LOG_FORMAT", "json")
             .env("KOLBAK_ADMIN_CLIENT_ID", "admin")
             .env("KOLBAK_ADMIN_CLIENT_SECRET", ADMIN_SECRET)

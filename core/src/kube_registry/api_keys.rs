@@ -53,15 +53,13 @@ impl KubeRegistry {
         // The Secret first: the operator then finds the key and does not generate another.
         self.create_secret(&api_key_secret(&key.id, secret)).await?;
         let secret_name = api_key_secret_name(&key.id);
-        let created = match self.apply_api_key(&key, None).await {
-            Ok(created) => created,
-            Err(error) => {
-                if let Err(cleanup) = self.delete_secret(&secret_name).await {
-                    tracing::warn!(secret = %secret_name, error = %cleanup, "could not remove a Secret");
-                }
-                return Err(error);
-            }
-        };
+        let created = self.apply_api_key(&key, None).await.inspect_err(|error| {
+            tracing::warn!(
+                key_id = %key.id,
+                %error,
+                "API key not created; its Secret is left without an owner"
+            );
+        })?;
         self.adopt_secret(&secret_name, &created).await;
         let with_status = self
             .api_keys_api()
@@ -142,9 +140,8 @@ impl KubeRegistry {
             Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(false),
             Err(error) => return Err(api_error(error)),
         }
-        // Removing the key's Secret now revokes it everywhere at once, without waiting for
-        // garbage collection.
-        self.delete_secret(&api_key_secret_name(id)).await?;
+        // Revoked once the stores drop the object; the Secret is garbage-collected through its
+        // owner reference.
         self.stores
             .caught_up(&self.stores.api_keys, id, None, READ_YOUR_WRITES)
             .await;

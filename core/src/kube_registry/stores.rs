@@ -22,6 +22,15 @@ use crate::registry::RegistryChange;
 /// How often a read-your-writes wait looks at the store again.
 const STORE_POLL: Duration = Duration::from_millis(10);
 
+/// What a registry watches: a dispatcher needs no API keys (and its role may not read them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// Subscriptions, API keys and Secrets (the ingress).
+    Everything,
+    /// Subscriptions and Secrets only (dispatchers); the API key store stays empty.
+    SubscriptionsOnly,
+}
+
 /// The three stores, their readiness, and the tasks that feed them.
 pub struct Stores {
     /// WebhookSubscriptions of the namespace.
@@ -40,52 +49,40 @@ impl Stores {
     pub fn watch(
         client: &Client,
         namespace: &str,
+        watched: Watched,
         changes: &broadcast::Sender<RegistryChange>,
     ) -> Self {
         let synced = Arc::new([
             AtomicBool::new(false),
-            AtomicBool::new(false),
+            AtomicBool::new(watched == Watched::SubscriptionsOnly),
             AtomicBool::new(false),
         ]);
         let (subscriptions, subscriptions_writer) = reflector::store();
         let (api_keys, api_keys_writer) = reflector::store();
         let (secrets, secrets_writer) = reflector::store();
 
-        let sender = changes.clone();
         let subscriptions_task = spawn_watch(
             Api::<WebhookSubscription>::namespaced(client.clone(), namespace),
             subscriptions_writer,
             (synced.clone(), 0),
-            move |event| {
-                if let Some((object, deleted)) = touched(event) {
-                    let id = object.name_any();
-                    let change = if deleted {
-                        RegistryChange::SubscriptionDeleted(id)
-                    } else {
-                        RegistryChange::SubscriptionUpserted(id)
-                    };
-                    // No receiver is fine: nobody is listening yet.
-                    let _ = sender.send(change);
-                }
-            },
+            announcer(
+                changes.clone(),
+                RegistryChange::SubscriptionUpserted,
+                RegistryChange::SubscriptionDeleted,
+            ),
         );
-        let sender = changes.clone();
-        let api_keys_task = spawn_watch(
-            Api::<ApiKeyResource>::namespaced(client.clone(), namespace),
-            api_keys_writer,
-            (synced.clone(), 1),
-            move |event| {
-                if let Some((object, deleted)) = touched(event) {
-                    let id = object.name_any();
-                    let change = if deleted {
-                        RegistryChange::ApiKeyDeleted(id)
-                    } else {
-                        RegistryChange::ApiKeyUpserted(id)
-                    };
-                    let _ = sender.send(change);
-                }
-            },
-        );
+        let api_keys_task = (watched == Watched::Everything).then(|| {
+            spawn_watch(
+                Api::<ApiKeyResource>::namespaced(client.clone(), namespace),
+                api_keys_writer,
+                (synced.clone(), 1),
+                announcer(
+                    changes.clone(),
+                    RegistryChange::ApiKeyUpserted,
+                    RegistryChange::ApiKeyDeleted,
+                ),
+            )
+        });
         let sender = changes.clone();
         let subscriptions_of_secret = subscriptions.clone();
         let secrets_task = spawn_watch(
@@ -112,7 +109,10 @@ impl Stores {
             secrets,
             namespace: namespace.to_owned(),
             synced,
-            tasks: vec![subscriptions_task, api_keys_task, secrets_task],
+            tasks: [Some(subscriptions_task), api_keys_task, Some(secrets_task)]
+                .into_iter()
+                .flatten()
+                .collect(),
         }
     }
 
@@ -189,6 +189,26 @@ fn newer_or_equal(have: &str, wanted: &str) -> bool {
     match (have.parse::<u64>(), wanted.parse::<u64>()) {
         (Ok(have), Ok(wanted)) => have >= wanted,
         _ => false,
+    }
+}
+
+/// Announces each object an event applied or deleted as `upserted(name)` or `deleted(name)`.
+fn announcer<K: Resource>(
+    sender: broadcast::Sender<RegistryChange>,
+    upserted: fn(String) -> RegistryChange,
+    deleted: fn(String) -> RegistryChange,
+) -> impl Fn(&watcher::Event<K>) + Send + 'static {
+    move |event| {
+        if let Some((object, is_deleted)) = touched(event) {
+            let name = object.name_any();
+            let change = if is_deleted {
+                deleted(name)
+            } else {
+                upserted(name)
+            };
+            // No receiver is fine: nobody is listening yet.
+            let _ = sender.send(change);
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use kolbak_crds::WebhookSubscription;
+use kolbak_crds::secret_layout::{PREVIOUS_EXPIRES_AT_KEY, PREVIOUS_SIGNING_SECRET_KEY};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::Value;
 
 use super::mapping::{
     FIELD_MANAGER, cleared_fields, rotation_patch, secret_location, signing_secret,
@@ -72,16 +74,13 @@ impl KubeRegistry {
         // The Secret first: the operator then finds it and does not generate another.
         self.create_secret(&signing_secret(&new.id, &new.secrets))
             .await?;
-        let applied = match self.apply(&new, None).await {
-            Ok(applied) => applied,
-            Err(error) => {
-                let name = kolbak_crds::secret_layout::signing_secret_name(&new.id);
-                if let Err(cleanup) = self.delete_secret(&name).await {
-                    tracing::warn!(secret = %name, error = %cleanup, "could not remove a Secret");
-                }
-                return Err(error);
-            }
-        };
+        let applied = self.apply(&new, None).await.inspect_err(|error| {
+            tracing::warn!(
+                subscription = %new.id,
+                %error,
+                "subscription not created; its signing Secret is left without an owner"
+            );
+        })?;
         let secret_name = secret_location(&applied).name;
         self.adopt_secret(&secret_name, &applied).await;
         self.await_subscription(&applied).await;
@@ -181,11 +180,27 @@ impl KubeRegistry {
                         result => (result.map_err(api_error)?, secrets),
                     }
                 }
-                // Nothing to keep: the new secret becomes the only one.
-                (existing, _) => {
-                    if existing.is_some() {
-                        self.delete_secret(&location.name).await?;
+                // An unusable value is not worth keeping: the new secret replaces it.
+                (Some(secret), None) => {
+                    let secrets = SigningSecrets::new(next.clone());
+                    let mut patch =
+                        rotation_patch(&secrets, secret.metadata.resource_version.as_deref());
+                    patch["data"][PREVIOUS_SIGNING_SECRET_KEY] = Value::Null;
+                    patch["data"][PREVIOUS_EXPIRES_AT_KEY] = Value::Null;
+                    match self
+                        .secrets_api()
+                        .patch(
+                            &location.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                    {
+                        Err(error) if is_stale(&error) => continue,
+                        result => (result.map_err(api_error)?, secrets),
                     }
+                }
+                (None, _) => {
                     let secrets = SigningSecrets::new(next.clone());
                     self.create_secret(&signing_secret(id, &secrets)).await?;
                     self.adopt_secret(&location.name, &object).await;
@@ -207,14 +222,6 @@ impl KubeRegistry {
     }
 
     pub(super) async fn delete_subscription_objects(&self, id: &str) -> Result<bool> {
-        let Some(object) = self
-            .subscriptions_api()
-            .get_opt(id)
-            .await
-            .map_err(api_error)?
-        else {
-            return Ok(false);
-        };
         match self
             .subscriptions_api()
             .delete(id, &DeleteParams::default())
@@ -224,12 +231,7 @@ impl KubeRegistry {
             Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(false),
             Err(error) => return Err(api_error(error)),
         }
-        // Garbage collection would remove the generated Secret too; removing it now leaves no
-        // window in which a recreated subscription of the same name finds the old secret.
-        let location = secret_location(&object);
-        if location.generated {
-            self.delete_secret(&location.name).await?;
-        }
+        // The generated Secret is garbage-collected through its owner reference.
         self.stores
             .caught_up(&self.stores.subscriptions, id, None, READ_YOUR_WRITES)
             .await;
