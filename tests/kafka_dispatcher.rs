@@ -56,7 +56,7 @@ impl Cluster {
             ("KOLBAK_CASSANDRA_KEYSPACE", keyspace),
             ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
             ("KOLBAK_RETRY_SCHEDULE", schedule.to_owned()),
-            ("KOLBAK_POOL", "e2e".to_owned()),
+            ("KOLBAK_POOL", "default".to_owned()),
             ("KOLBAK_SUBSCRIPTION_REFRESH", "200ms".to_owned()),
             ("KOLBAK_KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
         ];

@@ -312,6 +312,7 @@ impl KafkaDispatcher {
             producer,
             topics: topics.clone(),
             metrics: self.metrics.clone(),
+            pool: self.pool.clone(),
         });
         let trackers = Arc::new(Mutex::new(Trackers::default()));
         let consumer: StreamConsumer<PoolContext> = self

@@ -50,6 +50,9 @@ pub struct RecordHandler {
     pub topics: KafkaTopics,
     /// Metrics.
     pub metrics: DispatcherMetrics,
+    /// The DispatcherPool this dispatcher delivers for: every pool's consumer group reads every
+    /// event, and each delivers only to the subscriptions that name it.
+    pub pool: String,
 }
 
 impl RecordHandler {
@@ -64,7 +67,8 @@ impl RecordHandler {
             Err(error) => return self.undecodable(source, value, &error.to_string()).await,
         };
         let event = message.into_accepted();
-        let matching = self.subscriptions.read().await.matching(&event.event.event);
+        let mut matching = self.subscriptions.read().await.matching(&event.event.event);
+        matching.retain(|subscription| subscription.pool == self.pool);
         if matching.is_empty() {
             return;
         }
@@ -179,6 +183,8 @@ impl RecordHandler {
             .await
             .get(&delivery.subscription_id);
         let reason = match subscription {
+            // Another pool's retry: its own dispatchers read the same tier.
+            Some(subscription) if subscription.pool != self.pool => return,
             Some(subscription) if subscription.is_active => {
                 return self.attempt(&delivery, &subscription, &event).await;
             }
