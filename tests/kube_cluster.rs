@@ -52,6 +52,7 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         ("KOLBAK_CASSANDRA_KEYSPACE", migrated_keyspace()?),
         ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
         ("KOLBAK_KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
+        ("KOLBAK_HEALTH_REPORT_INTERVAL", "1s".to_owned()),
     ];
     let env_with = |extra: &[(&'static str, &'static str)]| {
         let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -187,6 +188,21 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
     let mut expected = vec![rest_id.as_str(), "critical-orders"];
     expected.sort_unstable();
     assert_eq!(subscriptions, expected);
+
+    // Each subscription's status shows its delivery health, written by its dispatcher.
+    for name in [rest_id.as_str(), "critical-orders"] {
+        let status = kube_api::eventually(TIMEOUT, || async {
+            let status = wsubs.get(name).await.ok()?.status?;
+            status.last_delivery_at.is_some().then_some(status)
+        })
+        .await
+        .ok_or(format!("{name}: no delivery health in status"))?;
+        assert_eq!(
+            status.last_delivery_outcome,
+            Some(kolbak_crds::DeliveryOutcome::Success)
+        );
+        assert_eq!(status.consecutive_failures, Some(0));
+    }
 
     // A kubectl-style read sees both subscriptions and the key, by name.
     let names: Vec<String> = wsubs

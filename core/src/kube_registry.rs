@@ -37,6 +37,7 @@ use tokio::sync::broadcast;
 
 use crate::api_key::{ApiKey, ApiKeyPatch};
 use crate::config::{Settings, duration};
+use crate::delivery::SubscriptionHealth;
 use crate::error::{Error, Result};
 use crate::registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
 use crate::secret::{ApiKeySecret, KeyHash, SigningSecret};
@@ -46,6 +47,8 @@ use self::mapping::{FIELD_MANAGER, owner_reference};
 use self::stores::Stores;
 pub use self::stores::Watched;
 
+/// The field manager of the delivery health dispatchers write into subscription status.
+const HEALTH_FIELD_MANAGER: &str = "kolbak-dispatcher";
 /// Attempts of a read-modify-write before a conflict is reported to the caller.
 const WRITE_ATTEMPTS: usize = 5;
 /// How long a write waits for the watch to show it before returning anyway.
@@ -293,6 +296,23 @@ impl Registry for KubeRegistry {
 
     async fn delete_api_key(&self, id: &str) -> Result<bool> {
         self.delete_api_key_objects(id).await
+    }
+
+    async fn report_health(&self, id: &str, health: &SubscriptionHealth) -> Result<()> {
+        let patch = json!({ "status": mapping::health_status(health) });
+        let params = PatchParams {
+            field_manager: Some(HEALTH_FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        match self
+            .subscriptions_api()
+            .patch_status(id, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(error) => Err(api_error(error)),
+        }
     }
 
     fn changes(&self) -> broadcast::Receiver<RegistryChange> {

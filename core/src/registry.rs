@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 use crate::api_key::{ApiKey, ApiKeyPatch};
+use crate::delivery::SubscriptionHealth;
 use crate::error::Result;
 use crate::secret::{ApiKeySecret, KeyHash, SigningSecret};
 use crate::subscription::{Subscription, SubscriptionPatch};
@@ -144,6 +145,14 @@ pub trait Registry: Send + Sync + 'static {
     async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
     /// Deletes an API key; `false` when it did not exist.
     async fn delete_api_key(&self, id: &str) -> Result<bool>;
+
+    /// Shows `health` on the subscription `id` where its owners look (the Kubernetes registry
+    /// writes it to the WebhookSubscription status). Registries whose readers get health from
+    /// the delivery log itself (SQLite) have nothing to store. A missing subscription is fine.
+    async fn report_health(&self, id: &str, health: &SubscriptionHealth) -> Result<()> {
+        let _ = (id, health);
+        Ok(())
+    }
 
     /// A stream of changes made after this call. A lagging receiver must re-read everything.
     fn changes(&self) -> broadcast::Receiver<RegistryChange>;

@@ -15,6 +15,7 @@ use kolbak_core::{
 };
 
 use crate::classify::Outcome;
+use crate::health_reporter::HealthReporter;
 use crate::metrics::DispatcherMetrics;
 use crate::retry_schedule::RetrySchedule;
 use crate::sender::{WebhookSender, encode_body};
@@ -36,6 +37,9 @@ pub struct AttemptRunner {
     pub schedule: RetrySchedule,
     /// Metrics.
     pub metrics: DispatcherMetrics,
+    /// Notes which subscriptions to report delivery health for; `None` when the registry
+    /// keeps no health of its own (standalone).
+    pub health: Option<Arc<HealthReporter>>,
 }
 
 impl AttemptRunner {
@@ -103,6 +107,9 @@ impl AttemptRunner {
             self.log.record_attempt(&attempt, decision)
         })
         .await;
+        if let Some(health) = &self.health {
+            health.touched(&subscription.id);
+        }
         let label = match decision {
             AttemptOutcome::Success => "success",
             AttemptOutcome::RetryAt(_) => "retry",

@@ -109,6 +109,7 @@ impl Dispatcher {
             sender: WebhookSender::new(&config)?,
             schedule: config.schedule()?,
             metrics: metrics.clone(),
+            health: None,
         };
         Ok(Self {
             config,

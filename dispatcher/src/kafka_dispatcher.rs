@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use crate::attempt_runner::AttemptRunner;
 use crate::config::DispatcherConfig;
 use crate::error::{Error, Result};
+use crate::health_reporter::HealthReporter;
 use crate::metrics::DispatcherMetrics;
 use crate::offset_tracker::OffsetTracker;
 use crate::record_handler::RecordHandler;
@@ -71,6 +72,11 @@ pub struct PoolConfig {
     /// `group.min/max.session.timeout.ms` must allow it). Default `45s`.
     #[serde(with = "duration")]
     pub kafka_session_timeout: Duration,
+    /// How often each subscription's delivery health is copied into the registry at most
+    /// (`KOLBAK_HEALTH_REPORT_INTERVAL`; the WebhookSubscription status that `kubectl get wsub`
+    /// shows). Between 1s and 1h. Default `10s`.
+    #[serde(with = "duration")]
+    pub health_report_interval: Duration,
 }
 
 impl Default for PoolConfig {
@@ -79,6 +85,7 @@ impl Default for PoolConfig {
             pool: "default".to_owned(),
             subscription_refresh: Duration::from_secs(5),
             kafka_session_timeout: Duration::from_secs(45),
+            health_report_interval: Duration::from_secs(10),
         }
     }
 }
@@ -109,6 +116,13 @@ impl Settings for PoolConfig {
         {
             return Err(CoreError::Configuration(
                 "KOLBAK_KAFKA_SESSION_TIMEOUT must be between 6s and 5m".into(),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+            .contains(&self.health_report_interval)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_HEALTH_REPORT_INTERVAL must be between 1s and 1h".into(),
             ));
         }
         Ok(())
@@ -244,6 +258,7 @@ pub struct KafkaDispatcher {
     pool: String,
     refresh: Duration,
     session_timeout: Duration,
+    health_interval: Duration,
     registry: Arc<dyn Registry>,
     runner: Arc<AttemptRunner>,
     metrics: DispatcherMetrics,
@@ -265,6 +280,7 @@ impl KafkaDispatcher {
             sender: WebhookSender::new(&config)?,
             schedule: config.schedule()?,
             metrics: metrics.clone(),
+            health: Some(Arc::new(HealthReporter::default())),
         };
         Ok(Self {
             config,
@@ -272,6 +288,7 @@ impl KafkaDispatcher {
             pool: pool.pool,
             refresh: pool.subscription_refresh,
             session_timeout: pool.kafka_session_timeout,
+            health_interval: pool.health_report_interval,
             registry: parts.registry,
             runner: Arc::new(runner),
             metrics,
@@ -297,6 +314,13 @@ impl KafkaDispatcher {
             () = &mut shutdown => return Ok(()),
         };
         let refresher = tokio::spawn(refresh_subscriptions(cache.clone(), self.refresh));
+        let health_reporter = self.runner.health.clone().map(|health| {
+            tokio::spawn(health.run(
+                self.registry.clone(),
+                self.runner.log.clone(),
+                self.health_interval,
+            ))
+        });
         let producer = self
             .kafka
             .producer_config()
@@ -431,6 +455,14 @@ impl KafkaDispatcher {
         }
         commit(&consumer, &trackers, CommitMode::Sync);
         refresher.abort();
+        if let Some(task) = health_reporter {
+            task.abort();
+        }
+        if let Some(health) = &self.runner.health {
+            health
+                .report(self.registry.as_ref(), self.runner.log.as_ref())
+                .await;
+        }
         // Leaving the group (and joining librdkafka's threads) blocks: not on the runtime.
         tokio::task::spawn_blocking(move || {
             consumer.unsubscribe();

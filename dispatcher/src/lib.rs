@@ -22,6 +22,7 @@
 //!   commits, retry-tier pauses.
 //! - [`record_handler`]: what happens to one record, idempotently.
 //! - [`offset_tracker`]: the highest contiguous finished offset of a partition.
+//! - [`health_reporter`]: delivery health copied into the subscription objects, throttled.
 
 pub mod attempt;
 pub mod attempt_runner;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod forbidden_address;
+pub mod health_reporter;
 pub mod kafka_dispatcher;
 pub mod metrics;
 pub mod offset_tracker;

@@ -18,13 +18,14 @@ use kolbak_crds::secret_layout::{
     signing_secret_name,
 };
 use kolbak_crds::{
-    ApiKey as ApiKeyResource, ApiKeySpec, DeliveryOrdering, WebhookSubscription,
+    ApiKey as ApiKeyResource, ApiKeySpec, DeliveryOrdering, DeliveryOutcome, WebhookSubscription,
     WebhookSubscriptionSpec,
 };
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use crate::api_key::ApiKey;
+use crate::delivery::{DeliveryStatus, SubscriptionHealth};
 use crate::error::{Error, Result};
 use crate::scope::Scope;
 use crate::secret::{ApiKeySecret, KeyHash, SigningSecret};
@@ -179,6 +180,22 @@ pub fn cleared_fields(subscription: &Subscription, object: &WebhookSubscription)
         spec.insert("maxInFlight".into(), Value::Null);
     }
     (!spec.is_empty()).then(|| json!({ "spec": spec }))
+}
+
+/// The status fields that show `health` on a WebhookSubscription (`lastDeliveryAt`,
+/// `lastDeliveryOutcome`, `consecutiveFailures`).
+pub fn health_status(health: &SubscriptionHealth) -> Value {
+    let outcome = health.last_outcome.and_then(|status| match status {
+        DeliveryStatus::Success => Some(DeliveryOutcome::Success),
+        DeliveryStatus::Retrying => Some(DeliveryOutcome::Retrying),
+        DeliveryStatus::Failed => Some(DeliveryOutcome::Failed),
+        DeliveryStatus::Pending => None,
+    });
+    json!({
+        "lastDeliveryAt": health.last_delivery_at,
+        "lastDeliveryOutcome": outcome,
+        "consecutiveFailures": health.consecutive_failures,
+    })
 }
 
 /// The generated signing Secret for the subscription `id` holding `secrets`.

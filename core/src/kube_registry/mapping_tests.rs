@@ -192,3 +192,24 @@ fn an_api_key_needs_its_hash_in_status() {
     let secret = api_key_secret("01key", &key);
     assert_eq!(api_key_in(&secret), Some(key));
 }
+
+#[test]
+fn health_becomes_the_status_fields_kubectl_shows() {
+    let at: DateTime<Utc> = "2026-12-04T10:00:00Z".parse().unwrap_or_default();
+    let health = SubscriptionHealth {
+        last_delivery_at: Some(at),
+        last_outcome: Some(DeliveryStatus::Retrying),
+        consecutive_failures: 3,
+        last_success_at: None,
+    };
+    assert_eq!(
+        health_status(&health),
+        json!({
+            "lastDeliveryAt": "2026-12-04T10:00:00Z",
+            "lastDeliveryOutcome": "retrying",
+            "consecutiveFailures": 3,
+        })
+    );
+    let none = health_status(&SubscriptionHealth::default());
+    assert_eq!(none["lastDeliveryOutcome"], Value::Null);
+}
