@@ -3,10 +3,13 @@
 //! `kolbak dispatcher` per DispatcherPool (run here as processes: the test API server has no
 //! kubelet), and a real HTTP receiver. A subscription created over REST and one applied as a
 //! custom resource (as `kubectl apply` would) both receive signed deliveries, each from its
-//! own pool's dispatcher only, and the REST objects are custom resources a kubectl read sees.
+//! own pool's dispatcher only (every process acting as its ServiceAccount under the chart's
+//! Roles), and the REST objects are custom resources a kubectl read sees.
 //! Without the services the test prints a note and passes, except with `CI=true`, where it
 //! fails.
 
+#[path = "support/chart_rbac.rs"]
+mod chart_rbac;
 #[path = "support/cluster.rs"]
 mod cluster;
 mod harness;
@@ -54,13 +57,19 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         ("KOLBAK_KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
         ("KOLBAK_HEALTH_REPORT_INTERVAL", "1s".to_owned()),
     ];
-    let env_with = |extra: &[(&'static str, &'static str)]| {
-        let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        all.extend_from_slice(extra);
-        all
-    };
     let dir = tempfile::tempdir()?;
-    let ingress = Process::start("ingress", "ingress", dir.path(), true, &env_with(&[]))?;
+    // Every process acts as its ServiceAccount with the chart's Role: the test proves the
+    // grants are enough.
+    let identities = chart_rbac::install(&kube, &namespace, dir.path()).await?;
+    let as_ingress = identities.ingress.to_string_lossy().into_owned();
+    let as_dispatcher = identities.dispatcher.to_string_lossy().into_owned();
+    let ingress = Process::start(
+        "ingress",
+        "ingress",
+        dir.path(),
+        true,
+        &with(&env, &[("KUBECONFIG", as_ingress.as_str())]),
+    )?;
     ingress.wait_ready().await?;
     let api = Client::admin(&ingress.base).await?;
     let receiver = Receiver::start().await?;
@@ -137,14 +146,26 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         "dispatcher-default",
         dir.path(),
         false,
-        &env_with(&[("KOLBAK_POOL", "default")]),
+        &with(
+            &env,
+            &[
+                ("KOLBAK_POOL", "default"),
+                ("KUBECONFIG", as_dispatcher.as_str()),
+            ],
+        ),
     )?;
     let _critical = Process::start(
         "dispatcher",
         "dispatcher-critical",
         dir.path(),
         false,
-        &env_with(&[("KOLBAK_POOL", "critical")]),
+        &with(
+            &env,
+            &[
+                ("KOLBAK_POOL", "critical"),
+                ("KUBECONFIG", as_dispatcher.as_str()),
+            ],
+        ),
     )?;
 
     let http = reqwest::Client::new();
@@ -214,4 +235,14 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         .collect();
     assert!(names.contains(&rest_id) && names.contains(&"critical-orders".to_owned()));
     Ok(())
+}
+
+/// `env` as borrowed pairs, followed by `extra`.
+fn with<'a>(
+    env: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    all
 }

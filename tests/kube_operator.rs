@@ -3,9 +3,13 @@
 //! columns, and the operator (a real process, leader-elected on a Lease) reconciles
 //! WebhookSubscriptions, ApiKeys and DispatcherPools into owned Secrets and Deployments with
 //! status conditions and Events. The test API server has no controller manager, so garbage
-//! collection is checked through owner references, not by waiting for it. Without
+//! collection is checked through owner references, not by waiting for it. The operator runs
+//! as its ServiceAccount under the chart's Roles, and each component's identity is refused
+//! what its Role does not grant. Without
 //! `KUBECONFIG` the tests print a note and pass, except with `CI=true`, where they fail.
 
+#[path = "support/chart_rbac.rs"]
+mod chart_rbac;
 #[path = "support/cluster.rs"]
 mod cluster;
 mod harness;
@@ -153,12 +157,20 @@ async fn the_operator_reconciles_subscriptions_keys_and_pools() -> TestResult {
     };
     let ns = kube_api::namespace(&client, "kolbak-operator").await?;
     let dir = tempfile::tempdir()?;
+    // The operator acts as its ServiceAccount with the chart's Roles.
+    let identities = chart_rbac::install(&client, &ns, dir.path()).await?;
+    let kubeconfig = identities.operator.to_string_lossy().into_owned();
     let operator = Process::start(
         "operator",
         "operator",
         dir.path(),
         true,
         &[
+            ("KUBECONFIG", kubeconfig.as_str()),
+            (
+                "KOLBAK_DISPATCHER_SERVICE_ACCOUNT",
+                identities.dispatcher_account.as_str(),
+            ),
             ("KOLBAK_OPERATOR_NAMESPACE", ns.as_str()),
             ("KOLBAK_LEASE_NAMESPACE", ns.as_str()),
             ("KOLBAK_DISPATCHER_IMAGE", "kolbak:test"),
@@ -414,5 +426,101 @@ async fn the_operator_reconciles_subscriptions_keys_and_pools() -> TestResult {
     wsubs.delete("orders", &Default::default()).await?;
     assert!(wsubs.get_opt("orders").await?.is_none());
     drop(operator);
+    Ok(())
+}
+
+/// A client acting as the identity of `kubeconfig`.
+async fn client_as(kubeconfig: &std::path::Path) -> Result<Client, Box<dyn std::error::Error>> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(Client::try_from(config)?)
+}
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
+}
+
+#[tokio::test]
+async fn each_component_is_refused_what_its_role_does_not_grant() -> TestResult {
+    let Some(client) = kube_api::client().await? else {
+        return Ok(());
+    };
+    let ns = kube_api::namespace(&client, "kolbak-rbac").await?;
+    let dir = tempfile::tempdir()?;
+    let identities = chart_rbac::install(&client, &ns, dir.path()).await?;
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "probe"}}))?;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+
+    // Dispatchers read subscriptions and Secrets; nothing about keys, no writes to Secrets.
+    let dispatcher = client_as(&identities.dispatcher).await?;
+    Api::<WebhookSubscription>::namespaced(dispatcher.clone(), &ns)
+        .list(&ListParams::default())
+        .await?;
+    Api::<Secret>::namespaced(dispatcher.clone(), &ns)
+        .get("probe")
+        .await?;
+    assert!(forbidden(
+        Api::<ApiKey>::namespaced(dispatcher.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Secret>::namespaced(dispatcher.clone(), &ns)
+            .create(&PostParams::default(), &secret)
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Deployment>::namespaced(dispatcher, &ns)
+            .list(&ListParams::default())
+            .await
+    ));
+
+    // The ingress writes subscriptions, keys and Secrets, but deletes no Secret and runs nothing.
+    let ingress = client_as(&identities.ingress).await?;
+    Api::<ApiKey>::namespaced(ingress.clone(), &ns)
+        .list(&ListParams::default())
+        .await?;
+    assert!(forbidden(
+        Api::<Secret>::namespaced(ingress.clone(), &ns)
+            .delete("probe", &Default::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Deployment>::namespaced(ingress.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<DispatcherPool>::namespaced(ingress, &ns)
+            .list(&ListParams::default())
+            .await
+    ));
+
+    // The operator manages children but deletes nothing: owner references do that.
+    let operator = client_as(&identities.operator).await?;
+    Api::<DispatcherPool>::namespaced(operator.clone(), &ns)
+        .list(&ListParams::default())
+        .await?;
+    assert!(forbidden(
+        Api::<Secret>::namespaced(operator.clone(), &ns)
+            .delete("probe", &Default::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<WebhookSubscription>::namespaced(operator, &ns)
+            .create(
+                &PostParams::default(),
+                &WebhookSubscription::new(
+                    "x",
+                    WebhookSubscriptionSpec::new("https://example.com/x", "a"),
+                ),
+            )
+            .await
+    ));
     Ok(())
 }
