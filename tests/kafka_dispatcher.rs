@@ -432,3 +432,72 @@ fn assigned_partitions(output: &str) -> i64 {
         })
         .sum()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ordered_subscriptions_get_a_key_in_order_and_limits_hold() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(3, "1s,1s,1s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    // The first delivery to the ordered endpoint fails twice: later events must wait for it.
+    receiver.script("ordered", &[answer(500), answer(503)]);
+    let slow = Answer {
+        status: 200,
+        delay: Duration::from_millis(150),
+    };
+    receiver.default_for("one-at-a-time", slow);
+    let api = &cluster.api;
+    api.subscribe(
+        json!({"callback_url": receiver.url("ordered"), "event": "a",
+        "ordering": "ordered"}),
+    )
+    .await?;
+    api.subscribe(
+        json!({"callback_url": receiver.url("one-at-a-time"), "event": "a",
+        "max_in_flight": 1}),
+    )
+    .await?;
+    let _dispatcher = cluster.dispatcher("dispatcher", &[])?;
+    let total = 12;
+    for n in 0..total {
+        // Two ordering keys, interleaved: each key's events share a partition.
+        let key = if n % 2 == 0 { "even" } else { "odd" };
+        api.publish(
+            json!({"id": format!("ord-{n}"), "event": "a", "ordering_key": key,
+            "payload": n}),
+        )
+        .await?;
+    }
+    let timeout = Duration::from_secs(90);
+    let ordered = receiver.wait_for("ordered", total + 2, timeout).await?;
+    // Per key, successful deliveries (and every attempt) come in publish order.
+    for key in ["even", "odd"] {
+        let wanted: Vec<String> = (0..total)
+            .filter(|n| (n % 2 == 0) == (key == "even"))
+            .map(|n| format!("ord-{n}"))
+            .collect();
+        let mut seen: Vec<String> = event_ids(&ordered)
+            .into_iter()
+            .filter(|id| wanted.contains(id))
+            .collect();
+        seen.dedup();
+        assert_eq!(seen, wanted, "{key}: out of order");
+    }
+    // The failed first event was retried in place before ord-2 (same key) was sent.
+    let ids = event_ids(&ordered);
+    let last_retry = ids.iter().rposition(|id| id == "ord-0").ok_or("no ord-0")?;
+    let first_next = ids.iter().position(|id| id == "ord-2").ok_or("no ord-2")?;
+    assert!(last_retry < first_next, "{ids:?}");
+
+    // max_in_flight 1: each request starts after the previous one was answered.
+    let one = receiver.wait_for("one-at-a-time", total, timeout).await?;
+    for pair in one.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(140),
+            "overlapping requests: {gap:?}"
+        );
+    }
+    Ok(())
+}

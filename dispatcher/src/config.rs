@@ -45,6 +45,11 @@ pub struct DispatcherConfig {
     /// `max_in_flight`. Default 16.
     #[serde(with = "from_text")]
     pub max_in_flight_per_subscription: usize,
+    /// Most requests per second (retries included) to one subscription, when the subscription
+    /// sets no `rateLimitPerSecond` of its own (`KOLBAK_RATE_LIMIT_PER_SUBSCRIPTION`; a
+    /// DispatcherPool's `perEndpoint.rateLimitPerSecond`). `0`: no limit. Default 0.
+    #[serde(with = "from_text")]
+    pub rate_limit_per_subscription: u32,
 }
 
 impl Default for DispatcherConfig {
@@ -55,6 +60,7 @@ impl Default for DispatcherConfig {
             allow_private_targets: false,
             max_in_flight: 256,
             max_in_flight_per_subscription: 16,
+            rate_limit_per_subscription: 0,
         }
     }
 }

@@ -251,7 +251,11 @@ impl Dispatcher {
             if in_flight.of(&subscription.id) >= self.limit_of(&subscription) {
                 continue;
             }
-            if let Some(retry_in) = admit_rate(limiters, &subscription) {
+            if let Some(retry_in) = admit_rate(
+                limiters,
+                &subscription,
+                self.config.rate_limit_per_subscription,
+            ) {
                 wait = wait.min(retry_in);
                 continue;
             }
@@ -335,12 +339,15 @@ impl Dispatcher {
     }
 }
 
-/// Takes one token from the subscription's rate limiter; `Some(wait)` when none is left.
+/// Takes one token from the subscription's rate limiter (its own rate, else `default_rate`;
+/// 0 is none); `Some(wait)` when none is left.
 fn admit_rate(
     limiters: &mut HashMap<String, (u32, DefaultDirectRateLimiter)>,
     subscription: &Subscription,
+    default_rate: u32,
 ) -> Option<Duration> {
-    let Some(rate) = subscription.rate_limit_per_second.and_then(NonZeroU32::new) else {
+    let rate = subscription.rate_limit_per_second.unwrap_or(default_rate);
+    let Some(rate) = NonZeroU32::new(rate) else {
         limiters.remove(&subscription.id);
         return None;
     };

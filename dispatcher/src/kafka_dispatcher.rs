@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::attempt_runner::AttemptRunner;
 use crate::config::DispatcherConfig;
+use crate::endpoint_lanes::EndpointLanes;
 use crate::error::{Error, Result};
 use crate::health_reporter::HealthReporter;
 use crate::metrics::DispatcherMetrics;
@@ -337,6 +338,10 @@ impl KafkaDispatcher {
             topics: topics.clone(),
             metrics: self.metrics.clone(),
             pool: self.pool.clone(),
+            lanes: Arc::new(EndpointLanes::new(
+                self.config.max_in_flight_per_subscription,
+                self.config.rate_limit_per_subscription,
+            )),
         });
         let trackers = Arc::new(Mutex::new(Trackers::default()));
         let consumer: StreamConsumer<PoolContext> = self
@@ -416,6 +421,8 @@ impl KafkaDispatcher {
                         continue;
                     };
                     let generation = lock(&trackers).start(&key, message.offset());
+                    // Taken here, in offset order, for ordered subscriptions.
+                    let turn = is_event.then(|| handler.lanes.partition_ticket(&key.0, key.1));
                     let handler = handler.clone();
                     let done = done_tx.clone();
                     tasks.spawn(async move {
@@ -426,10 +433,9 @@ impl KafkaDispatcher {
                             offset,
                         };
                         let value = message.payload().unwrap_or_default();
-                        if is_event {
-                            handler.handle_event(source, value).await;
-                        } else {
-                            handler.handle_retry(source, value).await;
+                        match turn {
+                            Some(turn) => handler.handle_event(source, value, turn).await,
+                            None => handler.handle_retry(source, value).await,
                         }
                         drop(permit);
                         let _ = done.send(Finished { key, generation, offset });

@@ -22,12 +22,14 @@
 //!   commits, retry-tier pauses.
 //! - [`record_handler`]: what happens to one record, idempotently.
 //! - [`offset_tracker`]: the highest contiguous finished offset of a partition.
+//! - [`endpoint_lanes`]: per-subscription in-flight and rate limits, and ordered delivery.
 //! - [`health_reporter`]: delivery health copied into the subscription objects, throttled.
 
 pub mod attempt;
 pub mod attempt_runner;
 pub mod classify;
 pub mod config;
+pub mod endpoint_lanes;
 pub mod engine;
 pub mod error;
 pub mod forbidden_address;

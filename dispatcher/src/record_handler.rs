@@ -32,6 +32,7 @@ use kolbak_core::{
 use tokio::sync::RwLock;
 
 use crate::attempt_runner::{AttemptRunner, retry_storage};
+use crate::endpoint_lanes::{EndpointLanes, Ticket};
 use crate::metrics::DispatcherMetrics;
 use crate::subscription_cache::SubscriptionCache;
 
@@ -53,6 +54,8 @@ pub struct RecordHandler {
     /// The DispatcherPool this dispatcher delivers for: every pool's consumer group reads every
     /// event, and each delivers only to the subscriptions that name it.
     pub pool: String,
+    /// Per-endpoint limits and order.
+    pub lanes: Arc<EndpointLanes>,
 }
 
 impl RecordHandler {
@@ -60,8 +63,10 @@ impl RecordHandler {
         self.runner.log.as_ref()
     }
 
-    /// Handles a record of the events topic; returns once its outcome is durable.
-    pub async fn handle_event(&self, source: SourceRecord, value: &[u8]) {
+    /// Handles a record of the events topic; returns once its outcome is durable. `turn` is
+    /// the record's place in its partition (taken in offset order): ordered subscriptions get
+    /// the partition's records in that order.
+    pub async fn handle_event(&self, source: SourceRecord, value: &[u8], turn: Ticket) {
         let message = match QueuedMessage::decode(value) {
             Ok(message) => message,
             Err(error) => return self.undecodable(source, value, &error.to_string()).await,
@@ -106,6 +111,11 @@ impl RecordHandler {
                 Some(delivery) if delivery.attempt_count == 0 => {
                     attempts.push((delivery.clone(), subscription));
                 }
+                // Ordered deliveries retry in place (see `attempt_in_order`): carry on.
+                Some(delivery) if subscription.ordering == Ordering::Ordered => {
+                    self.metrics.repeat();
+                    attempts.push((delivery.clone(), subscription));
+                }
                 Some(delivery) => {
                     // Retrying: the hand-off may have been lost with the crash that brought this
                     // record back. Hand it off again; the tier drops whichever copy comes second.
@@ -141,12 +151,68 @@ impl RecordHandler {
             self.hand_off(&delivery, delivery.attempt_count + 1, due, &event)
                 .await;
         }
-        join_all(
-            attempts
+        // Take a place in each ordered subscription's order while this record has its
+        // partition turn, then let the partition's next record go.
+        turn.wait().await;
+        let (ordered, unordered): (Vec<_>, Vec<_>) = attempts
+            .into_iter()
+            .partition(|(_, subscription)| subscription.ordering == Ordering::Ordered);
+        let ordered: Vec<_> = ordered
+            .into_iter()
+            .map(|(delivery, subscription)| {
+                let ticket = self.lanes.lane(&subscription).order_ticket();
+                (delivery, subscription, ticket)
+            })
+            .collect();
+        drop(turn);
+        let unordered = join_all(
+            unordered
                 .iter()
                 .map(|(delivery, subscription)| self.attempt(delivery, subscription, &event)),
-        )
-        .await;
+        );
+        let ordered = join_all(ordered.into_iter().map(|(delivery, subscription, ticket)| {
+            let event = &event;
+            async move {
+                ticket.wait().await;
+                self.attempt_in_order(delivery, &subscription, event).await;
+            }
+        }));
+        futures::join!(unordered, ordered);
+    }
+
+    /// Delivers to an ordered subscription, retrying in place (not through the tiers, which
+    /// would let later events overtake this one) until it succeeds or fails for good; the
+    /// caller holds the subscription's turn meanwhile.
+    async fn attempt_in_order(
+        &self,
+        mut delivery: Delivery,
+        subscription: &Subscription,
+        event: &AcceptedEvent,
+    ) {
+        loop {
+            let permit = self.lanes.lane(subscription).admit().await;
+            let outcome = self.runner.attempt(&delivery, subscription, event).await;
+            drop(permit);
+            match outcome {
+                AttemptOutcome::Success => return,
+                AttemptOutcome::Fail => {
+                    return self
+                        .dead_letter_failed(&delivery, subscription, event)
+                        .await;
+                }
+                AttemptOutcome::RetryAt(due) => {
+                    let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    tokio::time::sleep(wait).await;
+                    let current =
+                        retry_storage("read delivery", || self.log().get_delivery(&delivery.id))
+                            .await;
+                    match current {
+                        Some(current) if !current.status.is_final() => delivery = current,
+                        _ => return,
+                    }
+                }
+            }
+        }
     }
 
     /// Handles a due record of a retry tier; returns once its outcome is durable.
@@ -209,25 +275,35 @@ impl RecordHandler {
         subscription: &Subscription,
         event: &AcceptedEvent,
     ) {
-        match self.runner.attempt(delivery, subscription, event).await {
+        let permit = self.lanes.lane(subscription).admit().await;
+        let outcome = self.runner.attempt(delivery, subscription, event).await;
+        drop(permit);
+        match outcome {
             AttemptOutcome::Success => {}
             AttemptOutcome::RetryAt(due) => {
                 self.hand_off(delivery, delivery.attempt_count + 2, due, event)
                     .await;
             }
-            AttemptOutcome::Fail => {
-                let last =
-                    retry_storage("read delivery", || self.log().get_delivery(&delivery.id)).await;
-                let reason = last
-                    .and_then(|d| {
-                        d.last_error
-                            .or_else(|| d.last_response_code.map(|c| format!("HTTP {c}")))
-                    })
-                    .unwrap_or_else(|| "the delivery failed".to_owned());
-                self.dead_letter_delivery(None, &delivery.id, &subscription.id, event, &reason)
-                    .await;
-            }
+            AttemptOutcome::Fail => self.dead_letter_failed(delivery, subscription, event).await,
         }
+    }
+
+    /// Dead-letters a delivery whose last attempt failed it for good, with that attempt's error.
+    async fn dead_letter_failed(
+        &self,
+        delivery: &Delivery,
+        subscription: &Subscription,
+        event: &AcceptedEvent,
+    ) {
+        let last = retry_storage("read delivery", || self.log().get_delivery(&delivery.id)).await;
+        let reason = last
+            .and_then(|d| {
+                d.last_error
+                    .or_else(|| d.last_response_code.map(|c| format!("HTTP {c}")))
+            })
+            .unwrap_or_else(|| "the delivery failed".to_owned());
+        self.dead_letter_delivery(None, &delivery.id, &subscription.id, event, &reason)
+            .await;
     }
 
     /// Produces the retry record of `delivery`'s attempt number `attempt`, due at `due`, to

@@ -85,6 +85,7 @@ pub fn settings(
         max_in_flight: usize::try_from(spec.concurrency).unwrap_or(usize::MAX),
         max_in_flight_per_subscription: usize::try_from(spec.per_endpoint.max_in_flight)
             .unwrap_or(usize::MAX),
+        rate_limit_per_subscription: spec.per_endpoint.rate_limit_per_second.unwrap_or(0),
         ..DispatcherConfig::default()
     };
     dispatcher
