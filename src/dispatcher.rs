@@ -81,6 +81,7 @@ async fn serve(
         pool,
         KafkaDispatcherParts {
             registry,
+            archive: log.clone(),
             log,
             metrics: MetricsRegistry::default(),
         },

@@ -27,7 +27,7 @@ use kolbak_core::kafka::{DEFAULT_RETRY_TIERS, KafkaConfig, KafkaPublisher, Kafka
 use kolbak_core::sqlite::EmbeddedStoreConfig;
 use kolbak_core::telemetry::{self, MetricsRegistry};
 use kolbak_core::{CassandraConfig, CassandraLog, DeliveryLog, Error, SqliteStore};
-use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends};
+use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends, ManualRetries};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -124,7 +124,8 @@ async fn serve(
     cassandra: Option<CassandraConfig>,
     credentials: Credentials,
 ) -> anyhow::Result<()> {
-    let delivery_log: Arc<dyn DeliveryLog> = match cassandra {
+    let publisher = KafkaPublisher::new(&kafka)?;
+    let (delivery_log, manual_retries): (Arc<dyn DeliveryLog>, ManualRetries) = match cassandra {
         None => {
             std::fs::create_dir_all(&store.data_dir).with_context(|| {
                 format!(
@@ -132,23 +133,32 @@ async fn serve(
                     store.data_dir.display()
                 )
             })?;
-            Arc::new(SqliteStore::open(&store.database_path())?)
+            let log = Arc::new(SqliteStore::open(&store.database_path())?);
+            let reason = "manual retries need the Cassandra delivery log that kolbak \
+                          dispatcher writes (KOLBAK_DELIVERY_LOG=cassandra)";
+            (log, ManualRetries::Unavailable(reason))
         }
-        Some(settings) => Arc::new(
-            CassandraLog::connect(&settings)
-                .await
-                .context("cannot use the Cassandra delivery log (KOLBAK_CASSANDRA_*)")?,
-        ),
+        Some(settings) => {
+            let log = Arc::new(
+                CassandraLog::connect(&settings)
+                    .await
+                    .context("cannot use the Cassandra delivery log (KOLBAK_CASSANDRA_*)")?,
+            );
+            let retries = ManualRetries::Queued {
+                archive: log.clone(),
+                publisher: Arc::new(publisher.clone()),
+            };
+            (log, retries)
+        }
     };
     let registry = registry.open(Watched::Everything).await?;
-    let publisher = KafkaPublisher::new(&kafka)?;
     let state = AppState::new(
         api.clone(),
         Backends {
             registry,
             queue: Arc::new(publisher.clone()),
             delivery_log,
-            manual_retries: false,
+            manual_retries,
         },
         AdminClient::new(
             &credentials.admin_client_id,

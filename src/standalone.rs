@@ -14,7 +14,7 @@ use kolbak_core::telemetry::{self, MetricsRegistry};
 use kolbak_core::{CassandraConfig, CassandraLog, DeliveryLog};
 use kolbak_dispatcher::{Dispatcher, DispatcherConfig, DispatcherParts};
 use kolbak_ingress::bootstrap::{BootstrapCredentials, Origin};
-use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends};
+use kolbak_ingress::{AdminClient, ApiConfig, AppState, Backends, ManualRetries};
 use serde::{Deserialize, Serialize};
 
 use crate::process::{Format, shutdown_signal};
@@ -125,7 +125,7 @@ async fn serve(
             registry: store.clone(),
             queue: store.clone(),
             delivery_log: log.clone(),
-            manual_retries: true,
+            manual_retries: ManualRetries::Polled,
         },
         AdminClient::new(
             &credentials.admin_client_id,

@@ -501,3 +501,56 @@ async fn ordered_subscriptions_get_a_key_in_order_and_limits_hold() -> TestResul
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_delivery_is_sent_again_on_request_through_kafka() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(2, "1s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    receiver.default_for("later", answer(500));
+    let api = &cluster.api;
+    api.subscribe(json!({"callback_url": receiver.url("later"), "event": "a"}))
+        .await?;
+    let _dispatcher = cluster.dispatcher("dispatcher", &[])?;
+    let event = api
+        .publish(json!({"id": "evt-manual", "event": "a", "payload": {"n": 1}}))
+        .await?;
+    let timeout = Duration::from_secs(60);
+    let failed = api
+        .wait_for_deliveries(&event, timeout, |d| {
+            d.len() == 1 && d[0]["status"] == "failed"
+        })
+        .await?;
+    let id = failed[0]["id"].as_str().ok_or("no delivery id")?.to_owned();
+    assert_eq!(receiver.received("later").len(), 2);
+
+    // The endpoint is back: ask for the delivery again.
+    receiver.default_for("later", answer(200));
+    let (status, body) = api
+        .post(&format!("/v1/deliveries/{id}/retry"), json!({}))
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    let got = receiver.wait_for("later", 3, timeout).await?;
+    assert_eq!(got[2].json()["payload"], json!({"n": 1}));
+    assert_eq!(got[2].header("webhook-id"), "evt-manual");
+    let done = api
+        .wait_for_deliveries(&event, timeout, |d| {
+            d.len() == 1 && d[0]["status"] == "success"
+        })
+        .await?;
+    assert_eq!(done[0]["attempt_count"], 3);
+    // A delivered one is not sent again; an unknown one is not found.
+    let (status, _) = api
+        .post(&format!("/v1/deliveries/{id}/retry"), json!({}))
+        .await?;
+    assert_eq!(status, 409);
+    let (status, _) = api
+        .post("/v1/deliveries/01nosuchdelivery0000000000/retry", json!({}))
+        .await?;
+    assert_eq!(status, 404);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received("later").len(), 3);
+    Ok(())
+}

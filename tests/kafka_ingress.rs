@@ -138,8 +138,8 @@ async fn accepted_events_are_in_the_topic_and_shutdown_is_clean() -> TestResult 
         )
         .await?;
     assert_eq!(status, 201, "{body}");
-    // Manual retries are not carried out by the Kafka dispatcher yet: a clear 501, not a
-    // delivery marked retrying that nobody attempts.
+    // With the SQLite delivery log (which no dispatcher writes in this mode) a manual retry
+    // has no event to send: a clear 501, not a delivery marked retrying that nobody attempts.
     let (status, body) = client
         .post("/v1/deliveries/01m0000000000000000000000/retry", json!({}))
         .await?;

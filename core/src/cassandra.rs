@@ -42,6 +42,7 @@
 //!
 //! Times are stored at millisecond precision (CQL `timestamp`).
 
+mod archive;
 mod config;
 mod reads;
 mod rows;

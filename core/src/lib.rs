@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod event;
+pub mod event_archive;
 pub mod id;
 pub mod kafka;
 pub mod kube_registry;
@@ -29,9 +30,12 @@ pub use delivery::{
 };
 pub use error::{Error, Result};
 pub use event::{Event, NewEvent};
+pub use event_archive::EventArchive;
 pub use kafka::{KafkaConfig, KafkaPublisher, KafkaTopics, QueuedMessage};
 pub use kube_registry::{KubeRegistry, KubeRegistryConfig};
-pub use queue::{PlannedDelivery, Publish, Publisher, Queue, QueueDepth, QueuedEvent};
+pub use queue::{
+    PlannedDelivery, Publish, Publisher, Queue, QueueDepth, QueuedEvent, RetryPublisher,
+};
 pub use registry::{Listing, Page, Registry, RegistryChange, SubscriptionFilter};
 pub use scope::Scope;
 pub use secret::{ApiKeySecret, KeyHash, SigningSecret};

@@ -125,3 +125,12 @@ pub trait Queue: Send + Sync + 'static {
     /// Backlog sizes.
     async fn depth(&self) -> Result<QueueDepth>;
 }
+
+/// Sends a delivery again on request, for dispatchers that do not poll the delivery log
+/// (cluster mode: a record on the manual-retry topic, which every pool's dispatchers read).
+#[async_trait]
+pub trait RetryPublisher: Send + Sync + 'static {
+    /// Queues attempt `delivery.attempt_count + 1` of `delivery` (whose event is `event`),
+    /// due now; returns once the queue stored it.
+    async fn publish_retry(&self, delivery: &Delivery, event: &AcceptedEvent) -> Result<()>;
+}

@@ -182,8 +182,9 @@ async fn topics_are_created_once_with_the_configured_partitions() -> TestResult 
     let again = KafkaTopics::ensure(&config, &DEFAULT_RETRY_TIERS).await?;
     assert_eq!(first, again);
     let names = first.all();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     assert!(names.contains(&format!("{}retry.30m", config.kafka_topic_prefix).as_str()));
+    assert!(names.contains(&format!("{}retry.manual", config.kafka_topic_prefix).as_str()));
     let found = partitions(&config, &names)?;
     for name in &names {
         assert_eq!(found.get(*name), Some(&3), "{name}: {found:?}");

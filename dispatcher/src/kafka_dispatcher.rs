@@ -29,7 +29,7 @@ use kolbak_core::kafka::{
     HEADER_DUE_AT, KafkaConfig, KafkaTopics, KolbakClientContext, RetryMessage, SourceRecord,
 };
 use kolbak_core::telemetry::MetricsRegistry;
-use kolbak_core::{DeliveryLog, Error as CoreError, Registry};
+use kolbak_core::{DeliveryLog, Error as CoreError, EventArchive, Registry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -136,6 +136,8 @@ pub struct KafkaDispatcherParts {
     pub registry: Arc<dyn Registry>,
     /// Where deliveries and attempts are recorded.
     pub log: Arc<dyn DeliveryLog>,
+    /// Where fanned-out events are kept for manual retries (the Cassandra log).
+    pub archive: Arc<dyn EventArchive>,
     /// Where the dispatcher's metrics are registered.
     pub metrics: MetricsRegistry,
 }
@@ -261,6 +263,7 @@ pub struct KafkaDispatcher {
     session_timeout: Duration,
     health_interval: Duration,
     registry: Arc<dyn Registry>,
+    archive: Arc<dyn EventArchive>,
     runner: Arc<AttemptRunner>,
     metrics: DispatcherMetrics,
 }
@@ -291,6 +294,7 @@ impl KafkaDispatcher {
             session_timeout: pool.kafka_session_timeout,
             health_interval: pool.health_report_interval,
             registry: parts.registry,
+            archive: parts.archive,
             runner: Arc::new(runner),
             metrics,
         })
@@ -338,6 +342,7 @@ impl KafkaDispatcher {
             topics: topics.clone(),
             metrics: self.metrics.clone(),
             pool: self.pool.clone(),
+            archive: self.archive.clone(),
             lanes: Arc::new(EndpointLanes::new(
                 self.config.max_in_flight_per_subscription,
                 self.config.rate_limit_per_subscription,

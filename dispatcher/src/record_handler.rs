@@ -27,7 +27,8 @@ use kolbak_core::kafka::{
 };
 use kolbak_core::registry::MAX_PAGE_LIMIT;
 use kolbak_core::{
-    AttemptOutcome, Delivery, DeliveryLog, Ordering, Page, PlannedDelivery, Subscription,
+    AttemptOutcome, Delivery, DeliveryLog, EventArchive, Ordering, Page, PlannedDelivery,
+    Subscription,
 };
 use tokio::sync::RwLock;
 
@@ -56,6 +57,8 @@ pub struct RecordHandler {
     pub pool: String,
     /// Per-endpoint limits and order.
     pub lanes: Arc<EndpointLanes>,
+    /// Where fanned-out events are kept, so a delivery can be sent again on request.
+    pub archive: Arc<dyn EventArchive>,
 }
 
 impl RecordHandler {
@@ -71,6 +74,7 @@ impl RecordHandler {
             Ok(message) => message,
             Err(error) => return self.undecodable(source, value, &error.to_string()).await,
         };
+        let accepted_at = message.accepted_at;
         let event = message.into_accepted();
         let mut matching = self.subscriptions.read().await.matching(&event.event.event);
         matching.retain(|subscription| subscription.pool == self.pool);
@@ -125,6 +129,12 @@ impl RecordHandler {
             }
         }
         if !created.is_empty() {
+            // Before the deliveries exist, so every delivery that can be retried on request
+            // finds its event.
+            retry_storage("archive event", || {
+                self.archive.archive_event(&event, accepted_at)
+            })
+            .await;
             retry_storage("record deliveries", || {
                 self.log().record_deliveries(&created)
             })

@@ -21,7 +21,7 @@ pub use auth::AdminClient;
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use routes::{openapi, router};
-pub use state::{AppState, Backends};
+pub use state::{AppState, Backends, ManualRetries};
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(

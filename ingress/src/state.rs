@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kolbak_core::telemetry::MetricsRegistry;
-use kolbak_core::{DeliveryLog, Publisher, Registry};
+use kolbak_core::{DeliveryLog, EventArchive, Publisher, Registry, RetryPublisher};
 use tokio::sync::Notify;
 
 use crate::auth::{AdminClient, TokenKeys};
@@ -20,10 +20,27 @@ pub struct Backends {
     pub queue: Arc<dyn Publisher>,
     /// Deliveries and attempts.
     pub delivery_log: Arc<dyn DeliveryLog>,
-    /// Whether the dispatchers behind this API carry out manual retries; when not,
-    /// `POST /v1/deliveries/{id}/retry` answers 501 `not_implemented` instead of marking a
-    /// delivery as retrying that nobody would attempt.
-    pub manual_retries: bool,
+    /// How `POST /v1/deliveries/{id}/retry` reaches the dispatchers.
+    pub manual_retries: ManualRetries,
+}
+
+/// How a manual retry reaches the dispatchers.
+#[derive(Clone)]
+pub enum ManualRetries {
+    /// They poll the delivery log (standalone): marking the delivery due and waking the
+    /// in-process dispatcher is enough.
+    Polled,
+    /// They read a queue (cluster mode): the delivery's event comes from `archive` and the
+    /// retry goes to `publisher`.
+    Queued {
+        /// Where fanned-out events are kept.
+        archive: Arc<dyn EventArchive>,
+        /// Where the retry goes.
+        publisher: Arc<dyn RetryPublisher>,
+    },
+    /// Nobody would carry them out (an ingress reading a delivery log no dispatcher writes);
+    /// the endpoint answers 501 `not_implemented` with this reason.
+    Unavailable(&'static str),
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -89,9 +106,9 @@ impl AppState {
         self.inner.backends.delivery_log.as_ref()
     }
 
-    /// Whether manual retries are carried out (see [`Backends::manual_retries`]).
-    pub fn manual_retries(&self) -> bool {
-        self.inner.backends.manual_retries
+    /// How manual retries reach the dispatchers.
+    pub fn manual_retries(&self) -> &ManualRetries {
+        &self.inner.backends.manual_retries
     }
 
     /// Woken whenever new work reaches the queue (an accepted event, a manual retry); an

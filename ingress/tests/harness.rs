@@ -79,7 +79,7 @@ impl Api {
                 registry: store.clone(),
                 queue: store.clone(),
                 delivery_log: store.clone(),
-                manual_retries: true,
+                manual_retries: kolbak_ingress::ManualRetries::Polled,
             },
             AdminClient::new(ADMIN_ID, ADMIN_SECRET),
             JWT_SECRET,

@@ -107,10 +107,22 @@ const V1: Migration = Migration {
 };
 
 /// Every migration, oldest first.
-const MIGRATIONS: &[Migration] = &[V1];
+const V2: Migration = Migration {
+    version: 2,
+    description: "event archive: fanned-out events, for manual retries",
+    statements: &[
+        // Each event as its queue envelope (JSON), kept as long as the log's retention.
+        "CREATE TABLE IF NOT EXISTS {ks}.events (
+            id text PRIMARY KEY,
+            message blob,
+            accepted_at timestamp)",
+    ],
+};
+
+const MIGRATIONS: &[Migration] = &[V1, V2];
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The statement with the keyspace filled in.
 fn in_keyspace(statement: &str, keyspace: &str) -> String {

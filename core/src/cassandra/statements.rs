@@ -34,6 +34,9 @@ pub(super) struct Statements {
     pub list_attempts: PreparedStatement,
     pub get_health: PreparedStatement,
     pub set_health: PreparedStatement,
+    /// Stores an event in the archive (`events`).
+    pub archive_event: PreparedStatement,
+    pub get_archived_event: PreparedStatement,
 }
 
 impl Statements {
@@ -200,6 +203,21 @@ impl Statements {
                      last_outcome = ?, consecutive_failures = ?, last_success_at = ? \
                      WHERE subscription_id = ?"
                 ),
+                true,
+                false,
+            )
+            .await?,
+            archive_event: p(
+                format!(
+                    "INSERT INTO {ks}.events (id, message, accepted_at) VALUES (?, ?, ?) \
+                     USING TTL ?"
+                ),
+                true,
+                false,
+            )
+            .await?,
+            get_archived_event: p(
+                format!("SELECT message FROM {ks}.events WHERE id = ?"),
                 true,
                 false,
             )

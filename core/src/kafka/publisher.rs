@@ -21,11 +21,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::event::AcceptedEvent;
 use crate::kafka::message::{HEADER_EVENT_ID, HEADER_EVENT_TYPE, QueuedMessage, record_key};
+use crate::kafka::retry_message::{HEADER_DUE_AT, RetryMessage};
 use crate::kafka::{KafkaConfig, KafkaTopics, Unavailable};
-use crate::queue::{Publish, Publisher};
+use crate::queue::{Publish, Publisher, RetryPublisher};
 
 /// Longest a readiness check waits for the brokers' metadata.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,6 +67,7 @@ impl ClientContext for KolbakClientContext {
 pub struct KafkaPublisher {
     producer: FutureProducer<KolbakClientContext>,
     topic: String,
+    manual_retries: String,
     request_timeout: Duration,
 }
 
@@ -93,6 +96,7 @@ impl KafkaPublisher {
         Ok(Self {
             producer,
             topic: topics.events,
+            manual_retries: topics.manual_retries,
             request_timeout: config.kafka_request_timeout,
         })
     }
@@ -176,12 +180,58 @@ impl Publisher for KafkaPublisher {
             self.producer.send(record, self.request_timeout),
         )
         .await;
+        self.acknowledged(sent, &format!("event {}", event.event.id))
+            .map(|()| Publish::Accepted)
+    }
+}
+
+#[async_trait]
+impl RetryPublisher for KafkaPublisher {
+    async fn publish_retry(&self, delivery: &Delivery, event: &AcceptedEvent) -> Result<()> {
+        let message = RetryMessage {
+            version: RetryMessage::VERSION,
+            delivery_id: delivery.id.clone(),
+            subscription_id: delivery.subscription_id.clone(),
+            attempt: delivery.attempt_count + 1,
+            due_at: Utc::now(),
+            event: event.event.clone(),
+            ordering_key: event.ordering_key.clone(),
+        };
+        let value = message.encode()?;
+        let due = message.due_header();
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: HEADER_DUE_AT,
+            value: Some(due.as_str()),
+        });
+        let record = FutureRecord::to(&self.manual_retries)
+            .key(&delivery.id)
+            .payload(&value)
+            .headers(headers);
+        let sent = tokio::time::timeout(
+            self.request_timeout + REPORT_GRACE,
+            self.producer.send(record, self.request_timeout),
+        )
+        .await;
+        self.acknowledged(sent, &format!("the retry of delivery {}", delivery.id))
+    }
+}
+
+impl KafkaPublisher {
+    /// The outcome of a send awaited for at most the request timeout (plus grace).
+    fn acknowledged<T, M>(
+        &self,
+        sent: std::result::Result<
+            std::result::Result<T, (KafkaError, M)>,
+            tokio::time::error::Elapsed,
+        >,
+        what: &str,
+    ) -> Result<()> {
         match sent {
-            Ok(Ok(_delivery)) => Ok(Publish::Accepted),
+            Ok(Ok(_delivery)) => Ok(()),
             Ok(Err((error, _message))) => Err(Error::storage(error)),
             Err(_elapsed) => Err(unavailable(format!(
-                "Kafka did not acknowledge event {} within {:?}",
-                event.event.id, self.request_timeout
+                "Kafka did not acknowledge {what} within {:?}",
+                self.request_timeout
             ))),
         }
     }

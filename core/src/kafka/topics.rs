@@ -1,6 +1,6 @@
 //! Kolbak's topics and their creation: `<prefix>events` (accepted events), one
-//! `<prefix>retry.<delay>` per retry tier (deliveries waiting for a later attempt) and
-//! `<prefix>dlq` (dead letters). [`KafkaTopics::ensure`] creates the missing ones with the
+//! `<prefix>retry.<delay>` per retry tier (deliveries waiting for a later attempt),
+//! `<prefix>retry.manual` (deliveries sent again on request) and `<prefix>dlq` (dead letters). [`KafkaTopics::ensure`] creates the missing ones with the
 //! configured partitions and replication; topics that exist are left as they are.
 
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub struct KafkaTopics {
     pub retry_tiers: Vec<(Duration, String)>,
     /// `<prefix>dlq`: dead letters (undecodable messages, exhausted deliveries).
     pub dead_letters: String,
+    /// `<prefix>retry.manual`: deliveries sent again on request (`POST
+    /// /v1/deliveries/{id}/retry`), due at once; read by every pool like a retry tier.
+    pub manual_retries: String,
 }
 
 impl KafkaTopics {
@@ -51,6 +54,7 @@ impl KafkaTopics {
                 .map(|delay| (delay, format!("{prefix}retry.{}", tier_suffix(delay))))
                 .collect(),
             dead_letters: format!("{prefix}dlq"),
+            manual_retries: format!("{prefix}retry.manual"),
         })
     }
 
@@ -58,6 +62,7 @@ impl KafkaTopics {
     pub fn all(&self) -> Vec<&str> {
         let mut all = vec![self.events.as_str()];
         all.extend(self.retry_tiers.iter().map(|(_, name)| name.as_str()));
+        all.push(self.manual_retries.as_str());
         all.push(self.dead_letters.as_str());
         all
     }

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::PageQuery;
 use crate::state::AppState;
+use crate::state::ManualRetries;
 
 /// A delivery: one event on its way to one subscription.
 #[derive(Debug, Serialize, ToSchema)]
@@ -204,12 +205,14 @@ pub async fn get_delivery(
 }
 
 /// Ask for a new attempt now: a failed delivery gets one more attempt, a waiting one is
-/// brought forward. A delivery that succeeded is not sent again (409).
+/// brought forward. A delivery that succeeded is not sent again (409); one whose event is no
+/// longer kept (older than the log's retention) cannot be (409 too).
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = Envelope<DeliveryView>), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope), (status = 501, body = ErrorEnvelope)))]
+        (status = 409, body = ErrorEnvelope), (status = 501, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
     principal: Principal,
@@ -217,20 +220,48 @@ pub async fn retry_delivery(
 ) -> Result<(StatusCode, Json<Envelope<DeliveryView>>), ApiError> {
     principal.require(Scope::ReadDeliveries)?;
     principal.require(Scope::WriteWebhooks)?;
-    if !state.manual_retries() {
-        return Err(ApiError::NotImplemented(
-            "manual retries are not available with the Kafka dispatcher yet".into(),
-        ));
-    }
-    match state.delivery_log().request_retry(&id, Utc::now()).await? {
-        Some(RetryRequest::Scheduled(delivery)) => {
-            tracing::info!(delivery_id = %id, by = %principal.client_id, "manual retry requested");
-            state.wake_dispatcher();
-            Ok((StatusCode::ACCEPTED, Json(Envelope::data(delivery.into()))))
+    // In cluster mode the retry carries the event: find it before changing anything.
+    let event = match state.manual_retries() {
+        ManualRetries::Polled => None,
+        ManualRetries::Unavailable(reason) => {
+            return Err(ApiError::NotImplemented((*reason).to_owned()));
         }
-        Some(RetryRequest::AlreadyDelivered(_)) => Err(ApiError::Conflict(
-            "this delivery already succeeded; it is not sent again".into(),
-        )),
-        None => Err(ApiError::NotFound("delivery")),
+        ManualRetries::Queued { archive, .. } => {
+            let delivery = state
+                .delivery_log()
+                .get_delivery(&id)
+                .await?
+                .ok_or(ApiError::NotFound("delivery"))?;
+            Some(
+                archive
+                    .archived_event(&delivery.event_id)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Conflict(
+                    "the event of this delivery is no longer kept (older than the delivery \
+                     log's retention); it cannot be sent again"
+                        .into(),
+                )
+                    })?,
+            )
+        }
+    };
+    let delivery = match state.delivery_log().request_retry(&id, Utc::now()).await? {
+        Some(RetryRequest::Scheduled(delivery)) => delivery,
+        Some(RetryRequest::AlreadyDelivered(_)) => {
+            return Err(ApiError::Conflict(
+                "this delivery already succeeded; it is not sent again".into(),
+            ));
+        }
+        None => return Err(ApiError::NotFound("delivery")),
+    };
+    match (state.manual_retries(), &event) {
+        (ManualRetries::Queued { publisher, .. }, Some(event)) => {
+            // Not stored: the delivery waits as `retrying` and asking again re-sends it.
+            publisher.publish_retry(&delivery, event).await?;
+        }
+        _ => state.wake_dispatcher(),
     }
+    tracing::info!(delivery_id = %id, by = %principal.client_id, "manual retry requested");
+    Ok((StatusCode::ACCEPTED, Json(Envelope::data(delivery.into()))))
 }
