@@ -15,7 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use cluster::{
-    Process, broker_up, brokers, cassandra_nodes, migrated_keyspace, read_topic_until, service_up,
+    DEFAULT_BROKERS, Process, broker_up, brokers, cassandra_nodes, migrated_keyspace,
+    read_topic_until, run_script, service_up,
 };
 use harness::{Answer, Client, Fallible, Receiver, TestResult, answer};
 use kolbak_core::id::new_id;
@@ -552,5 +553,83 @@ async fn a_failed_delivery_is_sent_again_on_request_through_kafka() -> TestResul
     assert_eq!(status, 404);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.received("later").len(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_mid_stream_loses_no_delivery() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    if brokers() != DEFAULT_BROKERS {
+        // Only the broker scripts/kafka.sh manages may be stopped; CI runs that one.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the broker restart test against scripts/kafka.sh's broker"
+        );
+        eprintln!("note: KOLBAK_KAFKA_BROKERS is not scripts/kafka.sh's broker; skipping");
+        return Ok(());
+    }
+    let Some(cluster) = Cluster::start(3, "1s,2s,4s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    receiver.default_for(
+        "steady",
+        Answer {
+            status: 200,
+            delay: Duration::from_millis(100),
+        },
+    );
+    let api = &cluster.api;
+    api.subscribe(json!({"callback_url": receiver.url("steady"), "event": "a",
+        "max_in_flight": 2}))
+        .await?;
+    let _dispatcher = cluster.dispatcher("dispatcher", &[])?;
+    let mut published = cluster.publish_numbered("before", 30).await?;
+    // Deliveries are in flight (two at a time, 100 ms each) when the broker goes away.
+    receiver
+        .wait_for("steady", 3, Duration::from_secs(60))
+        .await?;
+    run_script("kafka.sh", "down")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    run_script("kafka.sh", "up")?;
+
+    // Publishing works again once the producer reconnected.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    while n < 10 {
+        let body = json!({"id": format!("after-{n}"), "event": "a", "payload": n});
+        match api.post("/v1/events", body).await? {
+            (202, reply) => {
+                published.insert(reply["data"]["id"].as_str().ok_or("no id")?.to_owned());
+                n += 1;
+            }
+            (503, _) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            (status, reply) => return Err(format!("after the restart: {status} {reply}").into()),
+        }
+    }
+    // Every accepted event arrives (at least once), and the log has one success for each.
+    let timeout = Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen: BTreeSet<String> = event_ids(&receiver.received("steady"))
+            .into_iter()
+            .collect();
+        if published.is_subset(&seen) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let missing: Vec<_> = published.difference(&seen).collect();
+            return Err(format!("never delivered: {missing:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &published {
+        let deliveries = api
+            .wait_for_deliveries(id, timeout, |d| d.len() == 1 && d[0]["status"] == "success")
+            .await?;
+        assert_eq!(deliveries.len(), 1, "{id}");
+    }
     Ok(())
 }
