@@ -167,7 +167,10 @@ async fn main() -> Fallible<()> {
             ("KOLBAK_SUBSCRIPTION_REFRESH", "200ms".to_owned()),
         ];
         servers.push(("ingress", Server(spawn("ingress", &shared)?)));
-        servers.push(("dispatcher", Server(spawn("dispatcher", &shared)?)));
+        // The dispatcher's probe port: any free one (the ingress has `port`).
+        let mut dispatcher_env = shared.to_vec();
+        dispatcher_env.push(("KOLBAK_LISTEN", "127.0.0.1:0".to_owned()));
+        servers.push(("dispatcher", Server(spawn("dispatcher", &dispatcher_env)?)));
     } else {
         servers.push(("standalone", Server(spawn("standalone", &[])?)));
     }

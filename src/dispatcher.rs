@@ -12,8 +12,9 @@ use anyhow::Context;
 use clap::Args;
 use kolbak_core::config;
 use kolbak_core::kafka::KafkaConfig;
+use kolbak_core::probes;
 use kolbak_core::telemetry::{self, MetricsRegistry};
-use kolbak_core::{CassandraConfig, CassandraLog};
+use kolbak_core::{CassandraConfig, CassandraLog, Registry};
 use kolbak_dispatcher::{DispatcherConfig, KafkaDispatcher, KafkaDispatcherParts, PoolConfig};
 use serde::Serialize;
 
@@ -69,7 +70,28 @@ async fn serve(
     registry: RegistrySettings,
     cassandra: CassandraConfig,
 ) -> anyhow::Result<()> {
+    // Probes first: a pod waiting for its registry or Cassandra is alive, just not ready.
+    let listener = tokio::net::TcpListener::bind(pool.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (KOLBAK_LISTEN)", pool.listen))?;
+    let metrics = MetricsRegistry::default();
+    let opened: Arc<tokio::sync::OnceCell<Arc<dyn Registry>>> = Arc::default();
+    let ready_registry = opened.clone();
+    let ready: probes::Readiness = Arc::new(move || {
+        let registry = ready_registry.get().cloned();
+        Box::pin(async move {
+            match registry {
+                Some(registry) => registry.check_ready().await.is_ok(),
+                None => false,
+            }
+        })
+    });
+    let (stop_probes, probes_stopped) = tokio::sync::oneshot::channel::<()>();
+    let probes = tokio::spawn(probes::serve(listener, metrics.clone(), ready, async {
+        let _ = probes_stopped.await;
+    }));
     let registry = registry.open(Watched::SubscriptionsOnly).await?;
+    let _ = opened.set(registry.clone());
     let log = Arc::new(
         CassandraLog::connect(&cassandra)
             .await
@@ -83,9 +105,13 @@ async fn serve(
             registry,
             archive: log.clone(),
             log,
-            metrics: MetricsRegistry::default(),
+            metrics: metrics.clone(),
         },
     )?;
     engine.run(shutdown_signal()).await?;
+    let _ = stop_probes.send(());
+    if let Ok(Err(error)) = probes.await {
+        tracing::warn!(%error, "the probe server failed");
+    }
     Ok(())
 }

@@ -141,11 +141,11 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         "the key leaked into the ApiKey object"
     );
 
-    let _default = Process::start(
+    let default_pool = Process::start(
         "dispatcher",
         "dispatcher-default",
         dir.path(),
-        false,
+        true,
         &with(
             &env,
             &[
@@ -154,11 +154,11 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
             ],
         ),
     )?;
-    let _critical = Process::start(
+    let critical_pool = Process::start(
         "dispatcher",
         "dispatcher-critical",
         dir.path(),
-        false,
+        true,
         &with(
             &env,
             &[
@@ -167,6 +167,10 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
             ],
         ),
     )?;
+
+    // Ready once their registry listed every subscription (probe port, as in a pod).
+    default_pool.wait_ready().await?;
+    critical_pool.wait_ready().await?;
 
     let http = reqwest::Client::new();
     for n in 0..EVENTS {
@@ -224,6 +228,18 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         );
         assert_eq!(status.consecutive_failures, Some(0));
     }
+
+    // Each dispatcher's /metrics counts its own pool's attempts.
+    let metrics = reqwest::get(format!("{}/metrics", default_pool.base))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains(&format!(
+            "kolbak_delivery_attempts_total{{outcome=\"success\"}} {EVENTS}"
+        )),
+        "{metrics}"
+    );
 
     // A kubectl-style read sees both subscriptions and the key, by name.
     let names: Vec<String> = wsubs

@@ -14,6 +14,7 @@ pub mod id;
 pub mod kafka;
 pub mod kube_registry;
 pub mod mirrored_log;
+pub mod probes;
 pub mod queue;
 pub mod registry;
 pub mod scope;

@@ -14,11 +14,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use kolbak_core::config::{Settings, duration};
+use kolbak_core::config::{Settings, duration, from_text};
 use kolbak_core::kafka::rdkafka::config::ClientConfig;
 use kolbak_core::kafka::rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -78,6 +79,11 @@ pub struct PoolConfig {
     /// shows). Between 1s and 1h. Default `10s`.
     #[serde(with = "duration")]
     pub health_report_interval: Duration,
+    /// Address of `/healthz`, `/readyz` (ready once the registry listed every subscription)
+    /// and `/metrics` (`KOLBAK_LISTEN`). Default `127.0.0.1:8080`; the operator's pool
+    /// Deployments use `0.0.0.0:8080`.
+    #[serde(with = "from_text")]
+    pub listen: SocketAddr,
 }
 
 impl Default for PoolConfig {
@@ -87,6 +93,7 @@ impl Default for PoolConfig {
             subscription_refresh: Duration::from_secs(5),
             kafka_session_timeout: Duration::from_secs(45),
             health_report_interval: Duration::from_secs(10),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! Shared machinery: [`config`] ([`OperatorConfig`], the `KOLBAK_*` settings), [`context`]
 //! (client, metrics, Event recorder, [`backoff`]), [`conditions`] (condition transitions →
 //! Events), [`status`] (server-side apply of status), [`owned`] (owner references, labels, field
-//! manager), [`metrics`], [`leader`] (Lease election), [`probes`] (`/healthz`, `/readyz`,
+//! manager), [`metrics`], [`leader`] (Lease election), `kolbak_core::probes` (`/healthz`, `/readyz`,
 //! `/metrics`), [`controllers`] (the wiring) and [`run()`], the entry point.
 //!
 //! Every object the operator creates is owned by its custom resource (controller
@@ -31,7 +31,6 @@ pub mod metrics;
 pub mod owned;
 pub mod pool;
 pub mod pool_render;
-pub mod probes;
 mod run;
 pub mod signing_secret;
 pub mod status;

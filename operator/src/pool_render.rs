@@ -16,12 +16,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, EnvFromSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecurityContext,
+    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretEnvSource, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kolbak_core::config::Settings;
 use kolbak_crds::{DispatcherPool, DispatcherPoolSpec};
 use kolbak_dispatcher::DispatcherConfig;
@@ -36,6 +37,9 @@ use crate::owned::{APP_NAME, COMPONENT_LABEL, NAME_LABEL, labels, owner_referenc
 pub const COMPONENT: &str = "dispatcher";
 /// Label naming the pool on its ConfigMap, Deployment and Pods.
 pub const POOL_LABEL: &str = "kolbak.io/pool";
+/// Port of the dispatcher's `/healthz`, `/readyz` and `/metrics`.
+pub const PROBE_PORT: i32 = 8080;
+
 /// Pod-template annotation holding the hash of the pool's settings.
 pub const CONFIG_HASH_ANNOTATION: &str = "kolbak.io/config-hash";
 /// Name of the dispatcher container.
@@ -106,6 +110,8 @@ pub fn settings(
             (format!("KOLBAK_{}", name.to_ascii_uppercase()), text)
         })
         .collect();
+    // The probe and metrics port the Deployment's probes and Prometheus use.
+    env.insert("KOLBAK_LISTEN".to_owned(), format!("0.0.0.0:{PROBE_PORT}"));
     if let Some(brokers) = config.kafka_brokers() {
         env.insert("KOLBAK_KAFKA_BROKERS".to_owned(), brokers.to_owned());
     }
@@ -202,6 +208,14 @@ pub fn render(
             pool_name.clone(),
         ]),
         env_from: Some(env_from),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: PROBE_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(http_probe("/healthz", 10)),
+        readiness_probe: Some(http_probe("/readyz", 5)),
         resources: Some(
             pool.spec
                 .resources
@@ -263,6 +277,19 @@ pub fn render(
         config_map,
         deployment,
     })
+}
+
+/// An HTTP GET probe of `path` on the probe port, every `period` seconds.
+fn http_probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::controllers::{self, Shutdown};
 use crate::error::{Error, Result};
 use crate::leader::{LeaderElector, LeaseSettings};
 use crate::metrics::ReconcileMetrics;
-use crate::probes;
+use kolbak_core::probes;
 
 /// Runs the operator until `shutdown` resolves.
 ///
@@ -42,7 +42,12 @@ pub async fn run(
             address: config.listen,
             source,
         })?;
-    let probes = tokio::spawn(probes::serve(listener, metrics.clone(), shutdown.clone()));
+    let probes = tokio::spawn(probes::serve(
+        listener,
+        metrics.clone(),
+        probes::always_ready(),
+        shutdown.clone(),
+    ));
     let reconcile_metrics = ReconcileMetrics::register(&metrics);
 
     let settings = LeaseSettings::new(

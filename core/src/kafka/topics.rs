@@ -183,6 +183,7 @@ mod tests {
                 "kolbak.retry.2h",
                 "kolbak.retry.5h",
                 "kolbak.retry.10h",
+                "kolbak.retry.manual",
                 "kolbak.dlq",
             ]
         );
