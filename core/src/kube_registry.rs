@@ -29,7 +29,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kolbak_crds::{ApiKey as ApiKeyResource, WebhookSubscription};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -182,11 +183,37 @@ impl KubeRegistry {
     }
 
     async fn await_secret(&self, secret: &Secret) {
-        let name = secret.metadata.name.as_deref().unwrap_or_default();
-        let version = secret.metadata.resource_version.as_deref();
+        self.await_object(&self.stores.secrets, secret).await;
+    }
+
+    /// Waits (bounded) until `store` shows `object` at its resource version or later.
+    async fn await_object<K>(&self, store: &Store<K>, object: &K)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let name = object.meta().name.as_deref().unwrap_or_default();
+        let version = object.meta().resource_version.as_deref();
         self.stores
-            .caught_up(&self.stores.secrets, name, version, READ_YOUR_WRITES)
+            .caught_up(store, name, version, READ_YOUR_WRITES)
             .await;
+    }
+
+    /// Deletes the object `id` through `api`; `false` when it did not exist. Returns once
+    /// `store` no longer shows it; what it owns is garbage-collected through owner references.
+    async fn delete_object<K>(&self, api: Api<K>, store: &Store<K>, id: &str) -> Result<bool>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: 'static,
+    {
+        match api.delete(id, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(false),
+            Err(error) => return Err(api_error(error)),
+        }
+        self.stores
+            .caught_up(store, id, None, READ_YOUR_WRITES)
+            .await;
+        Ok(true)
     }
 }
 

@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use kolbak_crds::ApiKey as ApiKeyResource;
 use kolbak_crds::secret_layout::api_key_secret_name;
-use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::mapping::{FIELD_MANAGER, api_key, api_key_secret, api_key_spec, api_key_status_apply};
-use super::{KubeRegistry, READ_YOUR_WRITES, WRITE_ATTEMPTS, api_error, paginate};
+use super::{KubeRegistry, WRITE_ATTEMPTS, api_error, paginate};
 use crate::api_key::{ApiKey, ApiKeyPatch};
 use crate::error::{Error, Result};
 use crate::registry::{Listing, Page};
@@ -131,21 +130,9 @@ impl KubeRegistry {
     }
 
     pub(super) async fn delete_api_key_objects(&self, id: &str) -> Result<bool> {
-        match self
-            .api_keys_api()
-            .delete(id, &DeleteParams::default())
+        // Revoked once the stores drop the object.
+        self.delete_object(self.api_keys_api(), &self.stores.api_keys, id)
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(false),
-            Err(error) => return Err(api_error(error)),
-        }
-        // Revoked once the stores drop the object; the Secret is garbage-collected through its
-        // owner reference.
-        self.stores
-            .caught_up(&self.stores.api_keys, id, None, READ_YOUR_WRITES)
-            .await;
-        Ok(true)
     }
 
     async fn apply_api_key(
@@ -174,13 +161,6 @@ impl KubeRegistry {
     }
 
     async fn await_api_key(&self, object: &ApiKeyResource) {
-        self.stores
-            .caught_up(
-                &self.stores.api_keys,
-                &object.name_any(),
-                object.metadata.resource_version.as_deref(),
-                READ_YOUR_WRITES,
-            )
-            .await;
+        self.await_object(&self.stores.api_keys, object).await;
     }
 }

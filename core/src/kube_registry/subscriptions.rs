@@ -5,14 +5,14 @@ use chrono::{DateTime, Utc};
 use kolbak_crds::WebhookSubscription;
 use kolbak_crds::secret_layout::{PREVIOUS_EXPIRES_AT_KEY, PREVIOUS_SIGNING_SECRET_KEY};
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
 use super::mapping::{
     FIELD_MANAGER, cleared_fields, rotation_patch, secret_location, signing_secret,
     signing_secrets, subscription, subscription_apply,
 };
-use super::{KubeRegistry, READ_YOUR_WRITES, WRITE_ATTEMPTS, api_error, is_stale, paginate};
+use super::{KubeRegistry, WRITE_ATTEMPTS, api_error, is_stale, paginate};
 use crate::error::{Error, Result};
 use crate::registry::{Listing, Page, SubscriptionFilter};
 use crate::secret::SigningSecret;
@@ -162,55 +162,38 @@ impl KubeRegistry {
             let current = existing
                 .as_ref()
                 .and_then(|secret| signing_secrets(secret, &location));
-            let (secret, rotated) = match (existing, current) {
-                (Some(secret), Some(mut secrets)) => {
+            let Some(existing) = existing else {
+                let secrets = SigningSecrets::new(next.clone());
+                self.create_secret(&signing_secret(id, &secrets)).await?;
+                self.adopt_secret(&location.name, &object).await;
+                return subscription(&object, secrets).map(Some);
+            };
+            let version = existing.metadata.resource_version.as_deref();
+            let (patch, rotated) = match current {
+                Some(mut secrets) => {
                     secrets.rotate(next.clone(), previous_expires_at);
-                    let patch =
-                        rotation_patch(&secrets, secret.metadata.resource_version.as_deref());
-                    match self
-                        .secrets_api()
-                        .patch(
-                            &location.name,
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await
-                    {
-                        Err(error) if is_stale(&error) => continue,
-                        result => (result.map_err(api_error)?, secrets),
-                    }
+                    (rotation_patch(&secrets, version), secrets)
                 }
                 // An unusable value is not worth keeping: the new secret replaces it.
-                (Some(secret), None) => {
+                None => {
                     let secrets = SigningSecrets::new(next.clone());
-                    let mut patch =
-                        rotation_patch(&secrets, secret.metadata.resource_version.as_deref());
+                    let mut patch = rotation_patch(&secrets, version);
                     patch["data"][PREVIOUS_SIGNING_SECRET_KEY] = Value::Null;
                     patch["data"][PREVIOUS_EXPIRES_AT_KEY] = Value::Null;
-                    match self
-                        .secrets_api()
-                        .patch(
-                            &location.name,
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await
-                    {
-                        Err(error) if is_stale(&error) => continue,
-                        result => (result.map_err(api_error)?, secrets),
-                    }
+                    (patch, secrets)
                 }
-                (None, _) => {
-                    let secrets = SigningSecrets::new(next.clone());
-                    self.create_secret(&signing_secret(id, &secrets)).await?;
-                    self.adopt_secret(&location.name, &object).await;
-                    let secret = self
-                        .secrets_api()
-                        .get(&location.name)
-                        .await
-                        .map_err(api_error)?;
-                    (secret, secrets)
-                }
+            };
+            let secret = match self
+                .secrets_api()
+                .patch(
+                    &location.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Err(error) if is_stale(&error) => continue,
+                result => result.map_err(api_error)?,
             };
             self.await_secret(&secret).await;
             tracing::debug!(subscription = %id, at = %now, "signing secret rotated");
@@ -222,20 +205,8 @@ impl KubeRegistry {
     }
 
     pub(super) async fn delete_subscription_objects(&self, id: &str) -> Result<bool> {
-        match self
-            .subscriptions_api()
-            .delete(id, &DeleteParams::default())
+        self.delete_object(self.subscriptions_api(), &self.stores.subscriptions, id)
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(false),
-            Err(error) => return Err(api_error(error)),
-        }
-        // The generated Secret is garbage-collected through its owner reference.
-        self.stores
-            .caught_up(&self.stores.subscriptions, id, None, READ_YOUR_WRITES)
-            .await;
-        Ok(true)
     }
 
     /// Server-side-applies `subscription` (create or full update of the REST-owned fields).
@@ -256,13 +227,6 @@ impl KubeRegistry {
     }
 
     async fn await_subscription(&self, object: &WebhookSubscription) {
-        self.stores
-            .caught_up(
-                &self.stores.subscriptions,
-                &object.name_any(),
-                object.metadata.resource_version.as_deref(),
-                READ_YOUR_WRITES,
-            )
-            .await;
+        self.await_object(&self.stores.subscriptions, object).await;
     }
 }
