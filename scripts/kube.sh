@@ -3,11 +3,12 @@
 # A real Kubernetes control plane for the integration tests: kube-apiserver + etcd on
 # 127.0.0.1, built from the Go module proxy (no Docker, no release downloads).
 #
-#   scripts/kube.sh build        build kube-apiserver and etcd once (cached); print the bin dir
+#   scripts/kube.sh build        build kube-apiserver, kube-controller-manager and etcd once
+#                                (cached); print the bin dir
 #   scripts/kube.sh up           build if needed, start etcd and kube-apiserver, wait for /readyz,
 #                                write a kubeconfig; print `KUBECONFIG=<path>`. A no-op when the
 #                                server is already up and healthy.
-#   scripts/kube.sh down         stop kube-apiserver and etcd (their data is kept)
+#   scripts/kube.sh down         stop them all (their data is kept)
 #   scripts/kube.sh reset        stop both and delete all state (etcd data, keys, kubeconfig)
 #   scripts/kube.sh status       exit 0 when both run and the API server is ready, 1 otherwise
 #   scripts/kube.sh kubeconfig   print the kubeconfig path; exit 1 when the server is not ready
@@ -27,8 +28,9 @@
 # (the kubeconfig trusts that CA), the service-account signing key pair, and a static token for
 # the user `kolbak-admin` in the group `system:masters`. The API server runs with RBAC
 # authorization, without the ServiceAccount admission plugin and without an endpoint reconciler.
-# There is no controller-manager, scheduler or kubelet: objects are stored and watched, Pods
-# never run, owned objects are not garbage-collected and deleted namespaces stay Terminating.
+# kube-controller-manager runs only its garbage collector and namespace controller: owned
+# objects go with their owner and deleted namespaces empty out. There is no scheduler or
+# kubelet: Pods never run.
 #
 # Environment: KOLBAK_TOOLS_DIR (binaries), KOLBAK_SERVICES_DIR (state root, default
 # $HOME/.cache/kolbak-services), KUBE_STATE_DIR (default $KOLBAK_SERVICES_DIR/state/kube),
@@ -56,6 +58,7 @@ ETCD_VERSION="$(gomod_version go.etcd.io/etcd/server/v3)"
 KOLBAK_TOOLS_DIR="${KOLBAK_TOOLS_DIR:-$HOME/.cache/kolbak-tools}"
 KUBE_BIN_DIR="$KOLBAK_TOOLS_DIR/kube-$KUBE_VERSION/bin"
 APISERVER_BIN="$KUBE_BIN_DIR/kube-apiserver"
+CONTROLLER_MANAGER_BIN="$KUBE_BIN_DIR/kube-controller-manager"
 ETCD_BIN="$KUBE_BIN_DIR/etcd"
 BUILD_STAMP="$KUBE_BIN_DIR/.built-from"
 
@@ -71,6 +74,8 @@ ETCD_PID="$KUBE_STATE_DIR/etcd.pid"
 ETCD_LOG="$KUBE_STATE_DIR/etcd.log"
 APISERVER_PID="$KUBE_STATE_DIR/kube-apiserver.pid"
 APISERVER_LOG="$KUBE_STATE_DIR/kube-apiserver.log"
+CONTROLLER_MANAGER_PID="$KUBE_STATE_DIR/kube-controller-manager.pid"
+CONTROLLER_MANAGER_LOG="$KUBE_STATE_DIR/kube-controller-manager.log"
 TOKEN_FILE="$PKI_DIR/tokens.csv"
 ADMIN_TOKEN_FILE="$PKI_DIR/admin.token"
 KUBECONFIG_FILE="$KUBE_STATE_DIR/kubeconfig"
@@ -78,6 +83,7 @@ LOCK_FILE="$KUBE_STATE_DIR.lock"
 # Both markers contain the state dir, so pid checks never confuse another instance.
 ETCD_MARKER="--data-dir=$ETCD_DATA_DIR"
 APISERVER_MARKER="--cert-dir=$KUBE_STATE_DIR/apiserver-certs"
+CONTROLLER_MANAGER_MARKER="--cert-dir=$KUBE_STATE_DIR/controller-manager-certs"
 
 # ---------------------------------------------------------------------------
 # build
@@ -87,7 +93,7 @@ APISERVER_MARKER="--cert-dir=$KUBE_STATE_DIR/apiserver-certs"
 source_stamp() { cat "$MODULE_DIR/go.mod" "$MODULE_DIR/go.sum" | sha256sum | cut -d' ' -f1; }
 
 built() {
-    [[ -x "$APISERVER_BIN" && -x "$ETCD_BIN" && -f "$BUILD_STAMP" ]] \
+    [[ -x "$APISERVER_BIN" && -x "$CONTROLLER_MANAGER_BIN" && -x "$ETCD_BIN" && -f "$BUILD_STAMP" ]] \
         && [[ "$(cat "$BUILD_STAMP")" == "$(source_stamp)" ]]
 }
 
@@ -131,7 +137,7 @@ cmd_build() {
     ldflags_kube+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
     ldflags_kube+=" -X k8s.io/client-go/pkg/version.gitMajor=1"
     ldflags_kube+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-    log "building kube-apiserver $KUBE_VERSION and etcd $ETCD_VERSION (cold: 8-15 min on 2 cores) ..."
+    log "building kube-apiserver, kube-controller-manager $KUBE_VERSION and etcd $ETCD_VERSION (cold: 10-20 min on 2 cores) ..."
     t0="$(now_s)"
     local -a goenv=(env GOTOOLCHAIN=local GOFLAGS=-mod=mod GOWORK=off)
     local -a jobs=()
@@ -139,6 +145,8 @@ cmd_build() {
     if ! (cd "$MODULE_DIR" \
         && "${goenv[@]}" go build "${jobs[@]}" -trimpath -ldflags "$ldflags_kube" \
             -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver \
+        && "${goenv[@]}" go build "${jobs[@]}" -trimpath -ldflags "$ldflags_kube" \
+            -o "$work/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager \
         && "${goenv[@]}" go build "${jobs[@]}" -trimpath -ldflags "-s -w" \
             -o "$work/etcd" go.etcd.io/etcd/server/v3) >"$work/build.log" 2>&1; then
         print_log_tail "$work/build.log" 60
@@ -330,9 +338,33 @@ start_apiserver() {
         --v=1
 }
 
+# Only the garbage collector (owned objects go with their owner) and the namespace controller
+# (deleted namespaces empty out and go): what the tests rely on, without a kubelet.
+start_controller_manager() {
+    if pid_alive "$CONTROLLER_MANAGER_PID" "$CONTROLLER_MANAGER_MARKER"; then
+        return 0
+    fi
+    mkdir -p "$KUBE_STATE_DIR/controller-manager-certs"
+    log "starting kube-controller-manager (garbagecollector, namespace) ..."
+    start_bg "$CONTROLLER_MANAGER_PID" "$CONTROLLER_MANAGER_LOG" "$CONTROLLER_MANAGER_BIN" \
+        "$CONTROLLER_MANAGER_MARKER" \
+        --kubeconfig="$KUBECONFIG_FILE" \
+        --controllers=garbagecollector,namespace \
+        --leader-elect=false \
+        --secure-port=0 \
+        --v=1
+    sleep 1
+    pid_alive "$CONTROLLER_MANAGER_PID" "$CONTROLLER_MANAGER_MARKER" || {
+        print_log_tail "$CONTROLLER_MANAGER_LOG" 40
+        die "kube-controller-manager did not start"
+    }
+}
+
 cmd_up() {
     acquire_lock "$LOCK_FILE"
     if healthy; then
+        cmd_build >/dev/null
+        start_controller_manager
         printf 'KUBECONFIG=%s\n' "$KUBECONFIG_FILE"
         return 0
     fi
@@ -348,12 +380,14 @@ cmd_up() {
     wait_until "$KUBE_START_TIMEOUT" "$APISERVER_PID" "$APISERVER_MARKER" "$APISERVER_LOG" \
         kube-apiserver apiserver_ready || die "kube-apiserver did not become ready"
     write_kubeconfig
+    start_controller_manager
     log "ready in $(( $(now_s) - t0 )) s: $(api_get /version | awk -F'"' '/"gitVersion"/ { print $4 }')"
     printf 'KUBECONFIG=%s\n' "$KUBECONFIG_FILE"
 }
 
 cmd_down() {
     acquire_lock "$LOCK_FILE"
+    stop_pid "$CONTROLLER_MANAGER_PID" "$CONTROLLER_MANAGER_MARKER" 30
     stop_pid "$APISERVER_PID" "$APISERVER_MARKER" 30
     stop_pid "$ETCD_PID" "$ETCD_MARKER" 30
 }
@@ -383,6 +417,11 @@ cmd_status() {
         fi
     else
         echo "kube-apiserver: stopped"; ok=1
+    fi
+    if pid_alive "$CONTROLLER_MANAGER_PID" "$CONTROLLER_MANAGER_MARKER"; then
+        echo "kube-controller-manager: running (pid $(read_pid "$CONTROLLER_MANAGER_PID"))"
+    else
+        echo "kube-controller-manager: stopped"; ok=1
     fi
     if built; then
         echo "binaries: $KUBE_BIN_DIR (kube $KUBE_VERSION, etcd $ETCD_VERSION)"

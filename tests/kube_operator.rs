@@ -2,8 +2,8 @@
 //! (`scripts/kube.sh up`): the API server enforces the generated schemas and serves the printer
 //! columns, and the operator (a real process, leader-elected on a Lease) reconciles
 //! WebhookSubscriptions, ApiKeys and DispatcherPools into owned Secrets and Deployments with
-//! status conditions and Events. The test API server has no controller manager, so garbage
-//! collection is checked through owner references, not by waiting for it. The operator runs
+//! status conditions and Events; deleting them lets garbage collection (the test control
+//! plane's kube-controller-manager) remove what they own and nothing else. The operator runs
 //! as its ServiceAccount under the chart's Roles, and each component's identity is refused
 //! what its Role does not grant. Without
 //! `KUBECONFIG` the tests print a note and pass, except with `CI=true`, where they fail.
@@ -34,6 +34,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long garbage collection may take to remove what a deleted object owned.
+const GC_WAIT: Duration = Duration::from_secs(60);
 
 /// The status of condition `kind` in `conditions`, with its reason.
 fn condition(conditions: &[kolbak_crds::Condition], kind: &str) -> Option<(String, String)> {
@@ -422,9 +424,63 @@ async fn the_operator_reconciles_subscriptions_keys_and_pools() -> TestResult {
         Some("64")
     );
 
-    // No finalizers: deleting a resource is immediate, and its children name it as owner.
-    wsubs.delete("orders", &Default::default()).await?;
-    assert!(wsubs.get_opt("orders").await?.is_none());
+    // A subscription naming the team's own Secret: deleting it must leave that Secret alone.
+    let team: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "team-hooks"},
+        "stringData": {"secret": kolbak_core::SigningSecret::generate().expose()}
+    }))?;
+    secrets.create(&create, &team).await?;
+    let mut spec = WebhookSubscriptionSpec::new("https://hooks.example.com/team", "order.*");
+    spec.secret_ref = Some(kolbak_crds::SecretKeyRef {
+        name: "team-hooks".into(),
+        key: "secret".into(),
+    });
+    wsubs
+        .create(&create, &WebhookSubscription::new("team", spec))
+        .await?;
+    kube_api::eventually(TIMEOUT, || async {
+        wsubs
+            .get("team")
+            .await
+            .ok()?
+            .status?
+            .is_ready()
+            .then_some(())
+    })
+    .await
+    .ok_or("the team subscription never became Ready")?;
+
+    // No finalizers: deleting is immediate; garbage collection removes what each resource
+    // owns and nothing else.
+    for name in ["orders", "team"] {
+        wsubs.delete(name, &Default::default()).await?;
+        assert!(wsubs.get_opt(name).await?.is_none());
+    }
+    akeys.delete("ci", &Default::default()).await?;
+    pools.delete("critical", &Default::default()).await?;
+    let gone = kube_api::eventually(GC_WAIT, || async {
+        let leftovers = [
+            secrets.get_opt("orders-signing").await.ok()?.is_some(),
+            secrets.get_opt("ci-key").await.ok()?.is_some(),
+            deployments
+                .get_opt("kolbak-dispatcher-critical")
+                .await
+                .ok()?
+                .is_some(),
+            config_maps
+                .get_opt("kolbak-dispatcher-critical")
+                .await
+                .ok()?
+                .is_some(),
+        ];
+        (!leftovers.contains(&true)).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "owned objects outlived their owners");
+    assert!(
+        secrets.get_opt("team-hooks").await?.is_some(),
+        "the team's Secret was deleted"
+    );
     drop(operator);
     Ok(())
 }

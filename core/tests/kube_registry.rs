@@ -27,6 +27,8 @@ use kube::{Api, Client, ResourceExt};
 use kube_api::{TestResult, eventually};
 
 const WAIT: Duration = Duration::from_secs(10);
+/// How long garbage collection may take to remove what a deleted object owned.
+const GC_WAIT: Duration = Duration::from_secs(60);
 
 async fn registry(
     prefix: &str,
@@ -213,13 +215,18 @@ async fn rest_subscriptions_are_custom_resources_with_owned_secrets() -> TestRes
     assert!(!registry.delete_subscription(&wanted.id).await?);
     assert_eq!(registry.get_subscription(&wanted.id).await?, None);
     assert!(wsubs.get_opt(&wanted.id).await?.is_none());
-    // The Secret goes with its owner through garbage collection (a controller manager's job;
-    // the test API server has none), so it must name the deleted object as its owner.
-    let orphan = secrets.get(&format!("{}-signing", wanted.id)).await?;
-    assert_eq!(
-        orphan.owner_references().first().map(|o| o.uid.clone()),
-        object.uid()
-    );
+    // The Secret goes with its owner: garbage collection through its owner reference.
+    let signing = format!("{}-signing", wanted.id);
+    let collected = eventually(GC_WAIT, || async {
+        secrets
+            .get_opt(&signing)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(collected.is_some(), "{signing} outlived its subscription");
 
     // Every change was announced.
     let mut seen = Vec::new();
@@ -441,11 +448,17 @@ async fn api_keys_authenticate_by_the_hash_in_their_status() -> TestResult {
     // Deleting revokes at once.
     assert!(registry.delete_api_key(&key.id).await?);
     assert_eq!(registry.find_api_key(&secret.hash()).await?, None);
-    let owned = secrets.get(&format!("{}-key", key.id)).await?;
-    assert_eq!(
-        owned.owner_references().first().map(|o| o.kind.clone()),
-        Some("ApiKey".into())
-    );
+    let key_secret = format!("{}-key", key.id);
+    let collected = eventually(GC_WAIT, || async {
+        secrets
+            .get_opt(&key_secret)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(collected.is_some(), "{key_secret} outlived its ApiKey");
     assert!(!registry.delete_api_key(&key.id).await?);
     Ok(())
 }

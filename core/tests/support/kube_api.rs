@@ -61,8 +61,9 @@ pub async fn install_crds(client: &Client) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-/// A new namespace `<prefix>-<random>`. Without a controller manager (the test API server)
-/// a deleted namespace never goes away, so tests leave theirs in place.
+/// A new namespace `<prefix>-<random>`, labelled `kolbak.io/test=true`. Tests leave theirs in
+/// place (to read after a failure); `kubectl delete namespace -l kolbak.io/test=true` clears
+/// them.
 pub async fn namespace(
     client: &Client,
     prefix: &str,
