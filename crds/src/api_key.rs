@@ -96,8 +96,21 @@ pub struct ApiKeySpec {
 
 /// A permission an API key can carry: `read:webhooks`, `write:webhooks`, `read:keys`,
 /// `write:keys`, `write:events` or `read:deliveries`.
+// The same type is the REST API's scope and the scope in access tokens: one list of
+// permissions, whichever way a key was created.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    utoipa::ToSchema,
 )]
 pub enum Scope {
     /// `read:webhooks`: list and read webhook subscriptions.
@@ -142,6 +155,11 @@ impl Scope {
             Scope::ReadDeliveries => "read:deliveries",
         }
     }
+
+    /// Parses a wire name; `None` for an unknown scope (see [`str::parse`] for an error).
+    pub fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == text)
+    }
 }
 
 impl std::fmt::Display for Scope {
@@ -154,18 +172,15 @@ impl std::str::FromStr for Scope {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == text)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "scope",
-                    format!(
-                        "{text:?} is not one of read:webhooks, write:webhooks, read:keys, \
+        Scope::parse(text).ok_or_else(|| {
+            Error::invalid(
+                "scope",
+                format!(
+                    "{text:?} is not one of read:webhooks, write:webhooks, read:keys, \
                          write:keys, write:events, read:deliveries"
-                    ),
-                )
-            })
+                ),
+            )
+        })
     }
 }
 
@@ -279,8 +294,10 @@ mod tests {
         for scope in Scope::ALL {
             assert_eq!(serde_json::to_value(scope)?, scope.as_str());
             assert_eq!(scope.as_str().parse::<Scope>().ok(), Some(scope));
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
         }
         assert!("admin".parse::<Scope>().is_err());
+        assert_eq!(Scope::parse("admin"), None);
         Ok(())
     }
 

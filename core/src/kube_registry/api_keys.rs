@@ -148,7 +148,7 @@ impl KubeRegistry {
             "apiVersion": format!("{}/{}", kolbak_crds::GROUP, kolbak_crds::VERSION),
             "kind": "ApiKey",
             "metadata": metadata,
-            "spec": api_key_spec(key)?,
+            "spec": api_key_spec(key),
         });
         self.api_keys_api()
             .patch(

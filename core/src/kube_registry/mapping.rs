@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::api_key::ApiKey;
 use crate::delivery::{DeliveryStatus, SubscriptionHealth};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scope::Scope;
 use crate::secret::{ApiKeySecret, KeyHash, SigningSecret};
 use crate::subscription::{Deactivation, EventPattern, Ordering, SigningSecrets, Subscription};
@@ -249,12 +249,7 @@ pub fn api_key(object: &ApiKeyResource) -> Option<ApiKey> {
     let status = object.status.as_ref()?;
     let key_hash = KeyHash::from_hex(status.key_hash.as_deref()?).ok()?;
     let created_at = created_at(&object.metadata);
-    let mut scopes: Vec<Scope> = object
-        .spec
-        .scopes
-        .iter()
-        .filter_map(|scope| Scope::parse(scope.as_str()))
-        .collect();
+    let mut scopes: Vec<Scope> = object.spec.scopes.clone();
     scopes.sort();
     scopes.dedup();
     Some(ApiKey {
@@ -271,18 +266,12 @@ pub fn api_key(object: &ApiKeyResource) -> Option<ApiKey> {
 }
 
 /// The spec of the ApiKey custom resource for `key`.
-pub fn api_key_spec(key: &ApiKey) -> Result<ApiKeySpec> {
-    let scopes = key
-        .scopes
-        .iter()
-        .map(|scope| scope.as_str().parse::<kolbak_crds::Scope>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::invalid("scopes", e.to_string()))?;
-    Ok(ApiKeySpec {
+pub fn api_key_spec(key: &ApiKey) -> ApiKeySpec {
+    ApiKeySpec {
         name: key.name.clone(),
         description: key.description.clone(),
-        scopes,
-    })
+        scopes: key.scopes.clone(),
+    }
 }
 
 /// The server-side-apply body for an ApiKey's status as the REST API knows it on creation.
