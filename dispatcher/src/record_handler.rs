@@ -231,6 +231,9 @@ impl RecordHandler {
             Ok(message) => message,
             Err(error) => return self.undecodable(source, value, &error.to_string()).await,
         };
+        if !self.owns_retry(&message).await {
+            return;
+        }
         let found = retry_storage("read delivery", || {
             self.log().get_delivery(&message.delivery_id)
         })
@@ -276,6 +279,17 @@ impl RecordHandler {
             reason,
         )
         .await;
+    }
+
+    /// Whether this pool acts on a retry record: the pool its subscription is in now or, when
+    /// the subscription is gone, the pool that handed it off (so it is dead-lettered once, not
+    /// once per pool). Decided before any storage is read: other pools' records cost nothing.
+    async fn owns_retry(&self, message: &RetryMessage) -> bool {
+        let subscriptions = self.subscriptions.read().await;
+        match subscriptions.get(&message.subscription_id) {
+            Some(subscription) => subscription.pool == self.pool,
+            None => message.pool.as_ref().is_none_or(|pool| *pool == self.pool),
+        }
     }
 
     /// One attempt, then its outcome routed: a retry tier, the dead-letter topic, or done.
@@ -347,6 +361,7 @@ impl RecordHandler {
             due_at: due,
             event: event.event.clone(),
             ordering_key: event.ordering_key.clone(),
+            pool: Some(self.pool.clone()),
         };
         let value = match message.encode() {
             Ok(value) => value,

@@ -196,6 +196,7 @@ impl RetryPublisher for KafkaPublisher {
             due_at: Utc::now(),
             event: event.event.clone(),
             ordering_key: event.ordering_key.clone(),
+            pool: None,
         };
         let value = message.encode()?;
         let due = message.due_header();

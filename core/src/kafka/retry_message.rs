@@ -30,6 +30,12 @@ pub struct RetryMessage {
     /// The producer's ordering key, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<String>,
+    /// The pool whose dispatcher handed the delivery off. Every pool reads every tier; while
+    /// the subscription exists its current pool acts on the record, and once it is deleted
+    /// this pool alone dead-letters it. `None` (manual retries, records of older builds): any
+    /// pool that does not know the subscription treats the record as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 impl RetryMessage {
@@ -100,6 +106,7 @@ mod tests {
                 payload: json!({"n": 1}),
             },
             ordering_key: None,
+            pool: Some("billing".into()),
         };
         let decoded = RetryMessage::decode(&message.encode()?)?;
         assert_eq!(decoded, message);
@@ -114,6 +121,20 @@ mod tests {
         let bytes = serde_json::to_vec(&future).map_err(|e| Error::invalid("j", e.to_string()))?;
         assert!(RetryMessage::decode(&bytes).is_err());
         assert!(RetryMessage::decode(b"{}").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn records_without_a_pool_still_decode() -> Result<()> {
+        // As written before records named their pool, and by manual retries.
+        let value = json!({
+            "version": 1, "delivery_id": "d1", "subscription_id": "s1", "attempt": 2,
+            "due_at": "2026-01-02T03:04:05Z",
+            "event": {"id": "e", "event": "a", "event_time": "2026-01-02T03:04:05Z",
+                      "payload": {}},
+        });
+        let bytes = serde_json::to_vec(&value).map_err(|e| Error::invalid("j", e.to_string()))?;
+        assert_eq!(RetryMessage::decode(&bytes)?.pool, None);
         Ok(())
     }
 }
