@@ -10,127 +10,22 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 mod harness;
+#[path = "support/pool_cluster.rs"]
+mod pool_cluster;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use cluster::{
-    DEFAULT_BROKERS, Process, broker_up, brokers, cassandra_nodes, migrated_keyspace,
-    read_topic_until, run_script, service_up,
-};
-use harness::{Answer, Client, Fallible, Receiver, TestResult, answer};
-use kolbak_core::id::new_id;
+use cluster::{DEFAULT_BROKERS, brokers, run_script};
+use harness::{Answer, Receiver, TestResult, answer};
 use kolbak_core::kafka::rdkafka::ClientConfig;
 use kolbak_core::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
-use kolbak_core::kafka::{DeadLetter, DeadLetterKind, KafkaConfig};
+use kolbak_core::kafka::{DeadLetterKind, KafkaConfig};
+use pool_cluster::{Cluster, event_ids, metric};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-/// An ingress with its topics, keyspace and registry, and the settings its dispatchers share.
-struct Cluster {
-    dir: tempfile::TempDir,
-    prefix: String,
-    env: Vec<(&'static str, String)>,
-    ingress: Process,
-    api: Client,
-}
-
-impl Cluster {
-    /// `None` (after a note) when Kafka or Cassandra is not running outside CI.
-    async fn start(partitions: u32, schedule: &str) -> Fallible<Option<Self>> {
-        if !broker_up(&brokers())
-            || !service_up(
-                "Cassandra node",
-                &cassandra_nodes(),
-                "scripts/cassandra.sh up",
-            )
-        {
-            return Ok(None);
-        }
-        let keyspace = migrated_keyspace()?;
-        let prefix = format!("test.{}.", new_id());
-        let env = vec![
-            ("KOLBAK_KAFKA_TOPIC_PREFIX", prefix.clone()),
-            ("KOLBAK_KAFKA_PARTITIONS", partitions.to_string()),
-            ("KOLBAK_CASSANDRA_KEYSPACE", keyspace),
-            ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
-            ("KOLBAK_RETRY_SCHEDULE", schedule.to_owned()),
-            ("KOLBAK_POOL", "default".to_owned()),
-            ("KOLBAK_SUBSCRIPTION_REFRESH", "200ms".to_owned()),
-            ("KOLBAK_KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
-        ];
-        let dir = tempfile::tempdir()?;
-        let ingress = Process::start("ingress", "ingress", dir.path(), true, &borrow(&env, &[]))?;
-        ingress.wait_ready().await?;
-        let api = Client::admin(&ingress.base).await?;
-        Ok(Some(Self {
-            dir,
-            prefix,
-            env,
-            ingress,
-            api,
-        }))
-    }
-
-    /// Starts a dispatcher of the test pool, logging to `<name>.log`.
-    fn dispatcher(&self, name: &str, extra: &[(&str, &str)]) -> Fallible<Process> {
-        Process::start(
-            "dispatcher",
-            name,
-            self.dir.path(),
-            false,
-            &borrow(&self.env, extra),
-        )
-    }
-
-    /// Publishes events `<prefix>-0` … `<prefix>-<total - 1>` of type `a`; returns their ids.
-    async fn publish_numbered(&self, prefix: &str, total: usize) -> Fallible<BTreeSet<String>> {
-        let mut published = BTreeSet::new();
-        for n in 0..total {
-            let body = json!({"id": format!("{prefix}-{n}"), "event": "a", "payload": n});
-            published.insert(self.api.publish(body).await?);
-        }
-        Ok(published)
-    }
-
-    fn topic(&self, suffix: &str) -> String {
-        format!("{}{suffix}", self.prefix)
-    }
-
-    /// The dead letters on the dead-letter topic, once `done` holds for them.
-    async fn dead_letters(
-        &self,
-        done: impl Fn(&[DeadLetter]) -> bool,
-    ) -> Fallible<Vec<DeadLetter>> {
-        let decode = |records: &[(String, Vec<u8>)]| -> Vec<DeadLetter> {
-            records
-                .iter()
-                .filter_map(|(_, v)| DeadLetter::decode(v).ok())
-                .collect()
-        };
-        let records =
-            read_topic_until(&brokers(), &self.topic("dlq"), |r| done(&decode(r))).await?;
-        Ok(decode(&records))
-    }
-}
-
-fn borrow<'a>(
-    env: &'a [(&'static str, String)],
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    all.extend_from_slice(extra);
-    all
-}
-
-fn event_ids(received: &[harness::Received]) -> Vec<String> {
-    received
-        .iter()
-        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deliveries_retry_through_the_tiers_and_exhausted_ones_are_dead_lettered() -> TestResult {
@@ -553,6 +448,101 @@ async fn a_failed_delivery_is_sent_again_on_request_through_kafka() -> TestResul
     assert_eq!(status, 404);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.received("later").len(), 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consumer_lag_gauge_follows_the_backlog() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(1, "1s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    let slow = Answer {
+        status: 200,
+        delay: Duration::from_millis(700),
+    };
+    receiver.default_for("slow", slow);
+    let api = &cluster.api;
+    api.subscribe(json!({"callback_url": receiver.url("slow"), "event": "a", "max_in_flight": 1}))
+        .await?;
+    let total = 8;
+    cluster.publish_numbered("lag", total).await?;
+    let dispatcher = cluster.dispatcher("dispatcher", &[("KOLBAK_CONSUMER_LAG_INTERVAL", "1s")])?;
+    let series = format!(
+        "kolbak_kafka_consumer_lag{{topic=\"{}\"}}",
+        cluster.topic("events")
+    );
+    let lag = || metric(&dispatcher, &series);
+    // One delivery at a time, each answered after 700 ms: the events wait, and the gauge says so.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut highest = 0;
+    while highest == 0 && tokio::time::Instant::now() < deadline {
+        highest = highest.max(lag().await?.unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(highest > 0, "the gauge never showed the waiting events");
+    assert!(highest <= i64::try_from(total)?, "{highest}");
+    receiver
+        .wait_for("slow", total, Duration::from_secs(60))
+        .await?;
+    // Once everything is delivered and committed, nothing is behind.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while lag().await? != Some(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag stayed at {:?}",
+            lag().await?
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_whose_subscription_was_deleted_is_dead_lettered_once() -> TestResult {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::start(2, "3s").await? else {
+        return Ok(());
+    };
+    let receiver = Receiver::start().await?;
+    receiver.default_for("gone", answer(500));
+    let api = &cluster.api;
+    let (gone, _) = api
+        .subscribe(json!({"callback_url": receiver.url("gone"), "event": "a", "pool": "billing"}))
+        .await?;
+    // Both pools read every retry tier; only billing delivers to this subscription.
+    let billing = cluster.dispatcher("billing", &[("KOLBAK_POOL", "billing")])?;
+    let other = cluster.dispatcher("other", &[("KOLBAK_POOL", "other")])?;
+    api.publish(json!({"id": "evt-gone", "event": "a", "payload": {}}))
+        .await?;
+    receiver
+        .wait_for("gone", 1, Duration::from_secs(60))
+        .await?;
+    // The retry waits 3 s in its tier; the subscription is deleted meanwhile.
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/webhooks/{gone}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 204, "{body}");
+    let letters = cluster
+        .dead_letters(|letters| {
+            letters
+                .iter()
+                .any(|l| l.subscription_id.as_deref() == Some(gone.as_str()))
+        })
+        .await?;
+    let letter = letters.first().ok_or("no dead letter")?;
+    assert_eq!(letter.reason, "the subscription was deleted", "{letter:?}");
+    // Long enough for the other pool to have read the record too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let series = "kolbak_dead_letters_total{kind=\"delivery_failed\"}";
+    assert_eq!(metric(&billing, series).await?, Some(1));
+    assert_eq!(metric(&other, series).await?, None, "dead-lettered twice");
+    assert_eq!(receiver.received("gone").len(), 1);
     Ok(())
 }
 

@@ -14,35 +14,34 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use kolbak_core::config::{Settings, duration, from_text};
 use kolbak_core::kafka::rdkafka::config::ClientConfig;
 use kolbak_core::kafka::rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use kolbak_core::kafka::rdkafka::message::{Headers, Message, OwnedMessage};
-use kolbak_core::kafka::rdkafka::{ClientContext, Offset, TopicPartitionList};
+use kolbak_core::kafka::rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use kolbak_core::kafka::{
     HEADER_DUE_AT, KafkaConfig, KafkaTopics, KolbakClientContext, RetryMessage, SourceRecord,
 };
 use kolbak_core::telemetry::MetricsRegistry;
 use kolbak_core::{DeliveryLog, Error as CoreError, EventArchive, Registry};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::attempt_runner::AttemptRunner;
 use crate::config::DispatcherConfig;
+use crate::consumer_lag::consumer_lag;
 use crate::endpoint_lanes::EndpointLanes;
 use crate::error::{Error, Result};
 use crate::health_reporter::HealthReporter;
 use crate::metrics::DispatcherMetrics;
 use crate::offset_tracker::OffsetTracker;
+use crate::pool_config::PoolConfig;
 use crate::record_handler::RecordHandler;
 use crate::sender::WebhookSender;
 use crate::subscription_cache::SubscriptionCache;
@@ -53,89 +52,6 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const START_RETRY: Duration = Duration::from_secs(1);
 /// Longest a seek of a paused partition may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Settings of one Kafka dispatcher process. Environment variables are `KOLBAK_` + the field
-/// name in upper case.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct PoolConfig {
-    /// The DispatcherPool this process belongs to (`KOLBAK_POOL`); its consumer group is
-    /// `<KOLBAK_KAFKA_TOPIC_PREFIX>pool.<pool>`. Letters, digits, `.`, `_` and `-`, at most 100.
-    /// Default `default`.
-    pub pool: String,
-    /// How often every subscription is read again from the registry
-    /// (`KOLBAK_SUBSCRIPTION_REFRESH`), so changes made by other processes are seen. Between
-    /// 100ms and 1h. Default `5s`.
-    #[serde(with = "duration")]
-    pub subscription_refresh: Duration,
-    /// How long the group waits for a silent member before giving its partitions to others
-    /// (`KOLBAK_KAFKA_SESSION_TIMEOUT`; librdkafka's `session.timeout.ms`): the delay before a
-    /// crashed dispatcher's records are picked up. Between 6s and 5m (the broker's
-    /// `group.min/max.session.timeout.ms` must allow it). Default `45s`.
-    #[serde(with = "duration")]
-    pub kafka_session_timeout: Duration,
-    /// How often each subscription's delivery health is copied into the registry at most
-    /// (`KOLBAK_HEALTH_REPORT_INTERVAL`; the WebhookSubscription status that `kubectl get wsub`
-    /// shows). Between 1s and 1h. Default `10s`.
-    #[serde(with = "duration")]
-    pub health_report_interval: Duration,
-    /// Address of `/healthz`, `/readyz` (ready once the registry listed every subscription)
-    /// and `/metrics` (`KOLBAK_LISTEN`). Default `127.0.0.1:8080`; the operator's pool
-    /// Deployments use `0.0.0.0:8080`.
-    #[serde(with = "from_text")]
-    pub listen: SocketAddr,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            pool: "default".to_owned(),
-            subscription_refresh: Duration::from_secs(5),
-            kafka_session_timeout: Duration::from_secs(45),
-            health_report_interval: Duration::from_secs(10),
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        }
-    }
-}
-
-impl Settings for PoolConfig {
-    /// Checks the pool name and the refresh interval; errors name the environment variable.
-    fn validate(&self) -> kolbak_core::Result<()> {
-        let valid = !self.pool.is_empty()
-            && self.pool.len() <= 100
-            && self
-                .pool
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
-            return Err(CoreError::Configuration(
-                "KOLBAK_POOL must be 1 to 100 letters, digits, '.', '_' or '-'".into(),
-            ));
-        }
-        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
-            .contains(&self.subscription_refresh)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_SUBSCRIPTION_REFRESH must be between 100ms and 1h".into(),
-            ));
-        }
-        if !(Duration::from_secs(6)..=Duration::from_secs(300))
-            .contains(&self.kafka_session_timeout)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_KAFKA_SESSION_TIMEOUT must be between 6s and 5m".into(),
-            ));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
-            .contains(&self.health_report_interval)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_HEALTH_REPORT_INTERVAL must be between 1s and 1h".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// The storage a Kafka dispatcher works with.
 pub struct KafkaDispatcherParts {
@@ -201,9 +117,11 @@ impl Trackers {
     }
 }
 
-/// Commits the finished offsets of partitions being revoked before they go.
+/// Commits the finished offsets of partitions being revoked before they go, and turns
+/// librdkafka's statistics into the consumer-lag gauge.
 struct PoolContext {
     trackers: Arc<Mutex<Trackers>>,
+    metrics: DispatcherMetrics,
 }
 
 impl ClientContext for PoolContext {
@@ -218,6 +136,10 @@ impl ClientContext for PoolContext {
 
     fn error(&self, error: kolbak_core::kafka::rdkafka::error::KafkaError, reason: &str) {
         KolbakClientContext.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.set_consumer_lag(&consumer_lag(&statistics));
     }
 }
 
@@ -268,6 +190,7 @@ pub struct KafkaDispatcher {
     pool: String,
     refresh: Duration,
     session_timeout: Duration,
+    lag_interval: Duration,
     health_interval: Duration,
     registry: Arc<dyn Registry>,
     archive: Arc<dyn EventArchive>,
@@ -299,6 +222,7 @@ impl KafkaDispatcher {
             pool: pool.pool,
             refresh: pool.subscription_refresh,
             session_timeout: pool.kafka_session_timeout,
+            lag_interval: pool.consumer_lag_interval,
             health_interval: pool.health_report_interval,
             registry: parts.registry,
             archive: parts.archive,
@@ -360,6 +284,7 @@ impl KafkaDispatcher {
             .consumer_config()
             .create_with_context(PoolContext {
                 trackers: trackers.clone(),
+                metrics: self.metrics.clone(),
             })
             .map_err(|e| {
                 Error::Storage(CoreError::Configuration(format!(
@@ -503,6 +428,10 @@ impl KafkaDispatcher {
             .set(
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "statistics.interval.ms",
+                self.lag_interval.as_millis().to_string(),
             );
         config
     }
@@ -645,29 +574,6 @@ async fn refresh_subscriptions(cache: Arc<RwLock<SubscriptionCache>>, refresh: D
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pool_settings_are_validated() {
-        assert!(PoolConfig::default().validate().is_ok());
-        for pool in ["", "has space", "ü", &"x".repeat(101)] {
-            let config = PoolConfig {
-                pool: pool.to_owned(),
-                ..PoolConfig::default()
-            };
-            let error = config.validate().err().map(|e| e.to_string());
-            assert!(error.is_some_and(|e| e.contains("KOLBAK_POOL")), "{pool:?}");
-        }
-        let config = PoolConfig {
-            subscription_refresh: Duration::from_millis(10),
-            ..PoolConfig::default()
-        };
-        assert!(config.validate().is_err());
-        let config = PoolConfig {
-            kafka_session_timeout: Duration::from_secs(1),
-            ..PoolConfig::default()
-        };
-        assert!(config.validate().is_err());
-    }
 
     #[test]
     fn a_revoked_partitions_late_finish_does_not_touch_its_next_owner() {

@@ -19,7 +19,8 @@
 //!
 //! And its cluster counterpart on Kafka:
 //! - [`kafka_dispatcher`]: [`KafkaDispatcher`], the consumer of a pool's group — concurrency,
-//!   commits, retry-tier pauses.
+//!   commits, retry-tier pauses; [`pool_config`]: its [`PoolConfig`].
+//! - [`consumer_lag`]: how far the group is behind on each topic, from librdkafka's statistics.
 //! - [`record_handler`]: what happens to one record, idempotently.
 //! - [`offset_tracker`]: the highest contiguous finished offset of a partition.
 //! - [`endpoint_lanes`]: per-subscription in-flight and rate limits, and ordered delivery.
@@ -29,6 +30,7 @@ pub mod attempt;
 pub mod attempt_runner;
 pub mod classify;
 pub mod config;
+pub mod consumer_lag;
 pub mod endpoint_lanes;
 pub mod engine;
 pub mod error;
@@ -37,6 +39,7 @@ pub mod health_reporter;
 pub mod kafka_dispatcher;
 pub mod metrics;
 pub mod offset_tracker;
+pub mod pool_config;
 pub mod record_handler;
 pub mod retry_after;
 pub mod retry_schedule;
@@ -56,7 +59,8 @@ pub use config::{DispatcherConfig, MAX_RESPONSE_BODY_BYTES};
 pub use engine::{Dispatcher, DispatcherParts};
 pub use error::{Error, Result};
 pub use forbidden_address::{ForbiddenRange, forbidden_range, is_forbidden};
-pub use kafka_dispatcher::{KafkaDispatcher, KafkaDispatcherParts, PoolConfig};
+pub use kafka_dispatcher::{KafkaDispatcher, KafkaDispatcherParts};
+pub use pool_config::PoolConfig;
 pub use retry_after::parse_retry_after;
 pub use retry_schedule::{DEFAULT_RETRY_DELAYS, RetrySchedule};
 pub use sender::{USER_AGENT, WebhookSender, encode_body};

@@ -1,5 +1,7 @@
 //! The dispatcher's Prometheus metrics: attempts by outcome, attempt latency, deliveries in
-//! flight, the queue's backlogs, and (Kafka) dead letters and repeated records.
+//! flight, the queue's backlogs, and (Kafka) dead letters, repeated records and consumer lag.
+
+use std::collections::BTreeMap;
 
 use kolbak_core::QueueDepth;
 use kolbak_core::telemetry::MetricsRegistry;
@@ -30,6 +32,13 @@ pub struct DeadLetterLabels {
     pub kind: &'static str,
 }
 
+/// Labels of the consumer-lag gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// The Kafka topic, e.g. `kolbak.events` or `kolbak.retry.30s`.
+    pub topic: String,
+}
+
 /// Metrics the dispatcher records.
 #[derive(Clone)]
 pub struct DispatcherMetrics {
@@ -39,6 +48,7 @@ pub struct DispatcherMetrics {
     backlog: Family<BacklogLabels, Gauge>,
     dead_letters: Family<DeadLetterLabels, Counter>,
     repeats: Counter,
+    consumer_lag: Family<TopicLabels, Gauge>,
 }
 
 impl DispatcherMetrics {
@@ -51,6 +61,7 @@ impl DispatcherMetrics {
             backlog: Family::default(),
             dead_letters: Family::default(),
             repeats: Counter::default(),
+            consumer_lag: Family::default(),
         };
         registry.register(|r| {
             r.register(
@@ -83,6 +94,12 @@ impl DispatcherMetrics {
                 "Kafka records skipped because their delivery was already made (redelivery \
                  after a crash or rebalance)",
                 metrics.repeats.clone(),
+            );
+            r.register(
+                "kafka_consumer_lag",
+                "Records of this process's partitions not yet finished and committed, by topic \
+                 (on a retry tier this includes retries not due yet)",
+                metrics.consumer_lag.clone(),
             );
         });
         metrics
@@ -125,6 +142,17 @@ impl DispatcherMetrics {
             self.backlog
                 .get_or_create(&BacklogLabels { kind })
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets the consumer-lag gauge of each topic in `lag`.
+    pub fn set_consumer_lag(&self, lag: &BTreeMap<String, i64>) {
+        for (topic, records) in lag {
+            self.consumer_lag
+                .get_or_create(&TopicLabels {
+                    topic: topic.clone(),
+                })
+                .set(*records);
         }
     }
 }

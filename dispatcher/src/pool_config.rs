@@ -1,0 +1,140 @@
+//! [`PoolConfig`]: the settings of one `kolbak dispatcher` process beyond the delivery
+//! engine's own — its pool, how it watches the registry, its group membership, its probe and
+//! metrics address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kolbak_core::Error as CoreError;
+use kolbak_core::config::{Settings, duration, from_text};
+use serde::{Deserialize, Serialize};
+
+/// Settings of one Kafka dispatcher process. Environment variables are `KOLBAK_` + the field
+/// name in upper case.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PoolConfig {
+    /// The DispatcherPool this process belongs to (`KOLBAK_POOL`); its consumer group is
+    /// `<KOLBAK_KAFKA_TOPIC_PREFIX>pool.<pool>`. Letters, digits, `.`, `_` and `-`, at most 100.
+    /// Default `default`.
+    pub pool: String,
+    /// How often every subscription is read again from the registry
+    /// (`KOLBAK_SUBSCRIPTION_REFRESH`), so changes made by other processes are seen. Between
+    /// 100ms and 1h. Default `5s`.
+    #[serde(with = "duration")]
+    pub subscription_refresh: Duration,
+    /// How long the group waits for a silent member before giving its partitions to others
+    /// (`KOLBAK_KAFKA_SESSION_TIMEOUT`; librdkafka's `session.timeout.ms`): the delay before a
+    /// crashed dispatcher's records are picked up. Between 6s and 5m (the broker's
+    /// `group.min/max.session.timeout.ms` must allow it). Default `45s`.
+    #[serde(with = "duration")]
+    pub kafka_session_timeout: Duration,
+    /// How often each subscription's delivery health is copied into the registry at most
+    /// (`KOLBAK_HEALTH_REPORT_INTERVAL`; the WebhookSubscription status that `kubectl get wsub`
+    /// shows). Between 1s and 1h. Default `10s`.
+    #[serde(with = "duration")]
+    pub health_report_interval: Duration,
+    /// Address of `/healthz`, `/readyz` (ready once the registry listed every subscription)
+    /// and `/metrics` (`KOLBAK_LISTEN`). Default `127.0.0.1:8080`; the operator's pool
+    /// Deployments use `0.0.0.0:8080`.
+    #[serde(with = "from_text")]
+    pub listen: SocketAddr,
+    /// How often the consumer lag of each topic is measured for `/metrics`
+    /// (`KOLBAK_CONSUMER_LAG_INTERVAL`; librdkafka's `statistics.interval.ms`). Between 1s and
+    /// 1h. Default `15s`.
+    #[serde(with = "duration")]
+    pub consumer_lag_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            pool: "default".to_owned(),
+            subscription_refresh: Duration::from_secs(5),
+            kafka_session_timeout: Duration::from_secs(45),
+            health_report_interval: Duration::from_secs(10),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            consumer_lag_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Settings for PoolConfig {
+    /// Checks the pool name and the refresh interval; errors name the environment variable.
+    fn validate(&self) -> kolbak_core::Result<()> {
+        let valid = !self.pool.is_empty()
+            && self.pool.len() <= 100
+            && self
+                .pool
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(CoreError::Configuration(
+                "KOLBAK_POOL must be 1 to 100 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&self.subscription_refresh)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_SUBSCRIPTION_REFRESH must be between 100ms and 1h".into(),
+            ));
+        }
+        if !(Duration::from_secs(6)..=Duration::from_secs(300))
+            .contains(&self.kafka_session_timeout)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_KAFKA_SESSION_TIMEOUT must be between 6s and 5m".into(),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+            .contains(&self.health_report_interval)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_HEALTH_REPORT_INTERVAL must be between 1s and 1h".into(),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+            .contains(&self.consumer_lag_interval)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_CONSUMER_LAG_INTERVAL must be between 1s and 1h".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_settings_are_validated() {
+        assert!(PoolConfig::default().validate().is_ok());
+        for pool in ["", "has space", "ü", &"x".repeat(101)] {
+            let config = PoolConfig {
+                pool: pool.to_owned(),
+                ..PoolConfig::default()
+            };
+            let error = config.validate().err().map(|e| e.to_string());
+            assert!(error.is_some_and(|e| e.contains("KOLBAK_POOL")), "{pool:?}");
+        }
+        let config = PoolConfig {
+            subscription_refresh: Duration::from_millis(10),
+            ..PoolConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = PoolConfig {
+            kafka_session_timeout: Duration::from_secs(1),
+            ..PoolConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = PoolConfig {
+            consumer_lag_interval: Duration::from_millis(500),
+            ..PoolConfig::default()
+        };
+        let error = config.validate().err().map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("KOLBAK_CONSUMER_LAG_INTERVAL")));
+    }
+}
