@@ -19,7 +19,9 @@ mod kube_api;
 
 use std::time::Duration;
 
-use cluster::{Process, broker_up, brokers, cassandra_nodes, migrated_keyspace, service_up};
+use cluster::{
+    Process, borrow, broker_up, brokers, cassandra_nodes, migrated_keyspace, service_up,
+};
 use harness::{Client, Receiver, TestResult};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -69,7 +71,7 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         "ingress",
         dir.path(),
         true,
-        &with(&env, &[("KUBECONFIG", as_ingress.as_str())]),
+        &borrow(&env, &[("KUBECONFIG", as_ingress.as_str())]),
     )?;
     ingress.wait_ready().await?;
     let api = Client::admin(&ingress.base).await?;
@@ -200,7 +202,7 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         "dispatcher-default",
         dir.path(),
         true,
-        &with(
+        &borrow(
             &env,
             &[
                 ("KOLBAK_POOL", "default"),
@@ -213,7 +215,7 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         "dispatcher-critical",
         dir.path(),
         true,
-        &with(
+        &borrow(
             &env,
             &[
                 ("KOLBAK_POOL", "critical"),
@@ -312,14 +314,4 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         .collect();
     assert!(names.contains(&rest_id) && names.contains(&"critical-orders".to_owned()));
     Ok(())
-}
-
-/// `env` as borrowed pairs, followed by `extra`.
-fn with<'a>(
-    env: &'a [(&'static str, String)],
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    all.extend_from_slice(extra);
-    all
 }

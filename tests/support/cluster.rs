@@ -264,3 +264,13 @@ pub async fn read_topic_until(
     }
     Ok(found)
 }
+
+/// `env` as borrowed pairs, then `extra` (for [`Process::start`]).
+pub fn borrow<'a>(
+    env: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    all
+}

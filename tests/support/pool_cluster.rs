@@ -10,7 +10,8 @@ use kolbak_core::kafka::DeadLetter;
 use serde_json::json;
 
 use crate::cluster::{
-    Process, broker_up, brokers, cassandra_nodes, migrated_keyspace, read_topic_until, service_up,
+    Process, borrow, broker_up, brokers, cassandra_nodes, migrated_keyspace, read_topic_until,
+    service_up,
 };
 use crate::harness::{self, Client, Fallible};
 
@@ -100,16 +101,6 @@ impl Cluster {
             read_topic_until(&brokers(), &self.topic("dlq"), |r| done(&decode(r))).await?;
         Ok(decode(&records))
     }
-}
-
-/// `env` as borrowed pairs, then `extra`.
-pub fn borrow<'a>(
-    env: &'a [(&'static str, String)],
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    all.extend_from_slice(extra);
-    all
 }
 
 /// The `id` of each received event's body.
