@@ -18,7 +18,7 @@ use chrono::Utc;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders, ToBytes};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::delivery::Delivery;
@@ -173,14 +173,8 @@ impl Publisher for KafkaPublisher {
             .key(record_key(event))
             .payload(&value)
             .headers(headers);
-        // `message.timeout.ms` = the request timeout bounds the delivery report; the queue
-        // wait (local buffer full) and the outer timeout bound everything else.
-        let sent = tokio::time::timeout(
-            self.request_timeout + REPORT_GRACE,
-            self.producer.send(record, self.request_timeout),
-        )
-        .await;
-        self.acknowledged(sent, &format!("event {}", event.event.id))
+        self.send_acknowledged(record, &format!("event {}", event.event.id))
+            .await
             .map(|()| Publish::Accepted)
     }
 }
@@ -208,25 +202,29 @@ impl RetryPublisher for KafkaPublisher {
             .key(&delivery.id)
             .payload(&value)
             .headers(headers);
+        self.send_acknowledged(record, &format!("the retry of delivery {}", delivery.id))
+            .await
+    }
+}
+
+impl KafkaPublisher {
+    /// Sends `record` and waits for Kafka's acknowledgement of `what`. `message.timeout.ms`
+    /// (the request timeout) bounds the delivery report; the outer timeout (plus grace) bounds
+    /// everything else, such as waiting for room in a full local queue.
+    async fn send_acknowledged<K, P>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        what: &str,
+    ) -> Result<()>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
         let sent = tokio::time::timeout(
             self.request_timeout + REPORT_GRACE,
             self.producer.send(record, self.request_timeout),
         )
         .await;
-        self.acknowledged(sent, &format!("the retry of delivery {}", delivery.id))
-    }
-}
-
-impl KafkaPublisher {
-    /// The outcome of a send awaited for at most the request timeout (plus grace).
-    fn acknowledged<T, M>(
-        &self,
-        sent: std::result::Result<
-            std::result::Result<T, (KafkaError, M)>,
-            tokio::time::error::Elapsed,
-        >,
-        what: &str,
-    ) -> Result<()> {
         match sent {
             Ok(Ok(_delivery)) => Ok(()),
             Ok(Err((error, _message))) => Err(Error::storage(error)),

@@ -87,6 +87,15 @@ impl KubeRegistry {
         subscription(&applied, new.secrets)
     }
 
+    /// The subscription as the API server has it now (not the cache): a read-modify-write
+    /// starts from the newest version, so its resourceVersion precondition rarely fails.
+    async fn read_subscription(&self, id: &str) -> Result<Option<WebhookSubscription>> {
+        self.subscriptions_api()
+            .get_opt(id)
+            .await
+            .map_err(api_error)
+    }
+
     pub(super) async fn apply_subscription_patch(
         &self,
         id: &str,
@@ -94,12 +103,7 @@ impl KubeRegistry {
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
         for _ in 0..WRITE_ATTEMPTS {
-            let Some(object) = self
-                .subscriptions_api()
-                .get_opt(id)
-                .await
-                .map_err(api_error)?
-            else {
+            let Some(object) = self.read_subscription(id).await? else {
                 return Ok(None);
             };
             let Some(mut current) = self.usable_subscription(&object) else {
@@ -138,12 +142,7 @@ impl KubeRegistry {
         now: DateTime<Utc>,
     ) -> Result<Option<Subscription>> {
         for _ in 0..WRITE_ATTEMPTS {
-            let Some(object) = self
-                .subscriptions_api()
-                .get_opt(id)
-                .await
-                .map_err(api_error)?
-            else {
+            let Some(object) = self.read_subscription(id).await? else {
                 return Ok(None);
             };
             let location = secret_location(&object);
