@@ -8,7 +8,7 @@
 #![allow(missing_docs, reason = "test support code")]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,6 +26,47 @@ pub type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether a Kolbak process on `port` answers `GET /healthz` with 200.
+///
+/// A bare TCP connect is not proof: connecting to a free port in the ephemeral range can
+/// connect the socket to itself (TCP simultaneous open), and another process may briefly hold
+/// the port. Only an HTTP 200 from `/healthz` shows our server is up.
+pub fn answers_healthz(port: u16) -> bool {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line).is_ok()
+        && status_line.starts_with("HTTP/1.1 200")
+}
+
+/// Waits until `child` serves `/healthz` on `port`; fails if it exits first or takes over 30 s.
+pub fn wait_until_serving(child: &mut Child, port: u16, what: &str) -> Fallible<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answers_healthz(port) {
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("{what} exited early: {status}").into());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("{what} did not start serving on port {port}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Another process on the same port would also answer; ours must still be running.
+    if let Some(status) = child.try_wait()? {
+        return Err(format!("{what} exited early: {status}").into());
+    }
+    Ok(())
 }
 
 /// A running `kolbak standalone`.
@@ -71,17 +112,7 @@ impl Server {
         }
         let mut child = command.spawn()?;
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err("kolbak standalone did not start listening".into());
-            }
-            if let Some(status) = child.try_wait()? {
-                return Err(format!("kolbak standalone exited early: {status}").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_serving(&mut child, port, "kolbak standalone")?;
         let mut stdout = Vec::new();
         if let Some(out) = child.stdout.take() {
             let mut reader = BufReader::new(out);

@@ -12,7 +12,7 @@ use kolbak_core::kafka::KafkaConfig;
 use kolbak_core::kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use kolbak_core::kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::harness::{ADMIN_SECRET, Fallible, TestResult, free_port};
+use crate::harness::{ADMIN_SECRET, Fallible, TestResult, free_port, wait_until_serving};
 
 /// The token key every process of a test cluster shares.
 pub const JWT_SECRET: &str = "cluster-tests-jwt-secret-0123456789abcdef";
@@ -138,17 +138,12 @@ impl Process {
             }
         }
         let mut child = command.spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while listen && std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait()? {
+        if listen {
+            let what = format!("kolbak {subcommand}");
+            if let Err(error) = wait_until_serving(&mut child, port, &what) {
                 let output = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("kolbak {subcommand} exited early: {status}\n{output}").into());
+                return Err(format!("{error}\n{output}").into());
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err(format!("kolbak {subcommand} did not start listening").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
         if !listen {
             std::thread::sleep(Duration::from_millis(300));
