@@ -89,11 +89,18 @@ impl TestLog {
         &self.config.cassandra_keyspace
     }
 
-    /// Drops the keyspace.
+    /// Drops the keyspace, retrying for up to 30 s: after a node restart the driver rebuilds
+    /// the test session's idle connections with a backoff, and until then a query may fail.
     pub async fn drop_keyspace(self) -> TestResult {
         let drop = format!("DROP KEYSPACE IF EXISTS {}", self.keyspace());
-        self.session.query_unpaged(drop, &[]).await?;
-        Ok(())
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.session.query_unpaged(drop.as_str(), &[]).await {
+                Ok(_) => return Ok(()),
+                Err(error) if std::time::Instant::now() > deadline => return Err(error.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
     }
 }
 
