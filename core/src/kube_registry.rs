@@ -19,6 +19,7 @@
 //! ApiKey whose status has no key hash yet does not authenticate.
 
 mod api_keys;
+mod key_hash_index;
 pub mod mapping;
 mod stores;
 mod subscriptions;

@@ -22,14 +22,11 @@ impl KubeRegistry {
 
     pub(super) fn stored_api_key_by_hash(&self, hash: &KeyHash) -> Option<ApiKey> {
         let hex = hash.to_hex();
-        let object = self.stores.api_keys.find(|object| {
-            object
-                .status
-                .as_ref()
-                .and_then(|status| status.key_hash.as_deref())
-                .is_some_and(|stored| crate::secret::secrets_equal(stored, &hex))
-        })?;
-        api_key(&object)
+        let name = self.stores.api_key_hashes.name_of(&hex)?;
+        let object = self.stores.api_keys.get(&self.stores.key(&name))?;
+        // The index may trail the store by an event: the object itself must still hold the hash.
+        let stored = object.status.as_ref()?.key_hash.as_deref()?;
+        crate::secret::secrets_equal(stored, &hex).then(|| api_key(&object))?
     }
 
     pub(super) fn stored_api_keys(&self, page: Page) -> Listing<ApiKey> {

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::key_hash_index::KeyHashIndex;
 use super::mapping::secret_location;
 use crate::registry::RegistryChange;
 
@@ -37,6 +38,8 @@ pub struct Stores {
     pub subscriptions: Store<WebhookSubscription>,
     /// ApiKeys of the namespace.
     pub api_keys: Store<ApiKeyResource>,
+    /// The same ApiKeys by the key hash in their status.
+    pub api_key_hashes: Arc<KeyHashIndex>,
     /// Secrets of the namespace (signing secrets may be any Secret named by `secretRef`).
     pub secrets: Store<Secret>,
     namespace: String,
@@ -71,16 +74,22 @@ impl Stores {
                 RegistryChange::SubscriptionDeleted,
             ),
         );
+        let api_key_hashes = Arc::new(KeyHashIndex::default());
         let api_keys_task = (watched == Watched::Everything).then(|| {
+            let announce = announcer(
+                changes.clone(),
+                RegistryChange::ApiKeyUpserted,
+                RegistryChange::ApiKeyDeleted,
+            );
+            let index = Arc::clone(&api_key_hashes);
             spawn_watch(
                 Api::<ApiKeyResource>::namespaced(client.clone(), namespace),
                 api_keys_writer,
                 (synced.clone(), 1),
-                announcer(
-                    changes.clone(),
-                    RegistryChange::ApiKeyUpserted,
-                    RegistryChange::ApiKeyDeleted,
-                ),
+                move |event| {
+                    index.apply(event);
+                    announce(event);
+                },
             )
         });
         let sender = changes.clone();
@@ -106,6 +115,7 @@ impl Stores {
         Self {
             subscriptions,
             api_keys,
+            api_key_hashes,
             secrets,
             namespace: namespace.to_owned(),
             synced,
