@@ -63,6 +63,15 @@ fn new_subscription(event: &str) -> Result<Subscription, Box<dyn std::error::Err
     })
 }
 
+/// Whether the garbage collector removes the Secret `name` within [`GC_WAIT`].
+async fn collected(secrets: &Api<Secret>, name: &str) -> bool {
+    eventually(GC_WAIT, || async {
+        secrets.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await
+    .is_some()
+}
+
 fn data(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
@@ -217,16 +226,10 @@ async fn rest_subscriptions_are_custom_resources_with_owned_secrets() -> TestRes
     assert!(wsubs.get_opt(&wanted.id).await?.is_none());
     // The Secret goes with its owner: garbage collection through its owner reference.
     let signing = format!("{}-signing", wanted.id);
-    let collected = eventually(GC_WAIT, || async {
-        secrets
-            .get_opt(&signing)
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(collected.is_some(), "{signing} outlived its subscription");
+    assert!(
+        collected(&secrets, &signing).await,
+        "{signing} outlived its subscription"
+    );
 
     // Every change was announced.
     let mut seen = Vec::new();
@@ -449,16 +452,10 @@ async fn api_keys_authenticate_by_the_hash_in_their_status() -> TestResult {
     assert!(registry.delete_api_key(&key.id).await?);
     assert_eq!(registry.find_api_key(&secret.hash()).await?, None);
     let key_secret = format!("{}-key", key.id);
-    let collected = eventually(GC_WAIT, || async {
-        secrets
-            .get_opt(&key_secret)
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(collected.is_some(), "{key_secret} outlived its ApiKey");
+    assert!(
+        collected(&secrets, &key_secret).await,
+        "{key_secret} outlived its ApiKey"
+    );
     assert!(!registry.delete_api_key(&key.id).await?);
     Ok(())
 }

@@ -73,35 +73,53 @@ impl Settings for PoolConfig {
                 "KOLBAK_POOL must be 1 to 100 letters, digits, '.', '_' or '-'".into(),
             ));
         }
-        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
-            .contains(&self.subscription_refresh)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_SUBSCRIPTION_REFRESH must be between 100ms and 1h".into(),
-            ));
-        }
-        if !(Duration::from_secs(6)..=Duration::from_secs(300))
-            .contains(&self.kafka_session_timeout)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_KAFKA_SESSION_TIMEOUT must be between 6s and 5m".into(),
-            ));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
-            .contains(&self.health_report_interval)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_HEALTH_REPORT_INTERVAL must be between 1s and 1h".into(),
-            ));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600))
-            .contains(&self.consumer_lag_interval)
-        {
-            return Err(CoreError::Configuration(
-                "KOLBAK_CONSUMER_LAG_INTERVAL must be between 1s and 1h".into(),
-            ));
-        }
+        let (ms, s) = (Duration::from_millis, Duration::from_secs);
+        between(
+            "KOLBAK_SUBSCRIPTION_REFRESH",
+            self.subscription_refresh,
+            ms(100),
+            s(3600),
+            "100ms and 1h",
+        )?;
+        between(
+            "KOLBAK_KAFKA_SESSION_TIMEOUT",
+            self.kafka_session_timeout,
+            s(6),
+            s(300),
+            "6s and 5m",
+        )?;
+        between(
+            "KOLBAK_HEALTH_REPORT_INTERVAL",
+            self.health_report_interval,
+            s(1),
+            s(3600),
+            "1s and 1h",
+        )?;
+        between(
+            "KOLBAK_CONSUMER_LAG_INTERVAL",
+            self.consumer_lag_interval,
+            s(1),
+            s(3600),
+            "1s and 1h",
+        )?;
         Ok(())
+    }
+}
+
+/// Fails unless `min <= value <= max`; the error names `variable` and the `bounds` as written.
+fn between(
+    variable: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+    bounds: &str,
+) -> kolbak_core::Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(CoreError::Configuration(format!(
+            "{variable} must be between {bounds}"
+        )))
     }
 }
 
