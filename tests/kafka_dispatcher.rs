@@ -573,7 +573,7 @@ async fn a_broker_restart_mid_stream_loses_no_delivery() -> TestResult {
     api.subscribe(json!({"callback_url": receiver.url("steady"), "event": "a",
         "max_in_flight": 2}))
         .await?;
-    let _dispatcher = cluster.dispatcher("dispatcher", &[])?;
+    let dispatcher = cluster.dispatcher("dispatcher", &[])?;
     let mut published = cluster.publish_numbered("before", 30).await?;
     // Deliveries are in flight (two at a time, 100 ms each) when the broker goes away.
     receiver
@@ -611,7 +611,14 @@ async fn a_broker_restart_mid_stream_loses_no_delivery() -> TestResult {
         }
         if std::time::Instant::now() > deadline {
             let missing: Vec<_> = published.difference(&seen).collect();
-            return Err(format!("never delivered: {missing:?}").into());
+            let log = dispatcher.output();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "never delivered: {missing:?}\ndispatcher log (last lines):\n{}",
+                tail.join("\n")
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
