@@ -161,6 +161,17 @@ impl ConsumerContext for PoolContext {
             }
             commits
         };
+        // Lost partitions (the member's session expired, e.g. while the broker was away) may
+        // already belong to another member: a commit for them is refused, and waiting for that
+        // answer inside the rebalance would hold up consuming. The new owner repeats the
+        // unfinished records instead, which the handler makes harmless.
+        if consumer.assignment_lost() {
+            tracing::warn!(
+                partitions = keys.len(),
+                "partitions lost; their progress is not committed"
+            );
+            return;
+        }
         if commits.count() > 0
             && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
         {
