@@ -172,6 +172,7 @@ cmd_up() {
         -XX:G1RSetUpdatingPauseTimePercent=5 -XX:MaxGCPauseMillis=300 \
         -XX:InitiatingHeapOccupancyPercent=70 \
         -XX:+CrashOnOutOfMemoryError -XX:+PerfDisableSharedMem \
+        "-XX:ErrorFile=$CASSANDRA_STATE_DIR/hs_err_pid%p.log" \
         -Djava.net.preferIPv4Stack=true -Djava.awt.headless=true \
         "${CASSANDRA_JPMS_OPTS[@]}" \
         "${agent[@]}" "${extra[@]}" \

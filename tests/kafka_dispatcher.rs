@@ -468,7 +468,17 @@ async fn the_consumer_lag_gauge_follows_the_backlog() -> TestResult {
         .await?;
     let total = 8;
     cluster.publish_numbered("lag", total).await?;
-    let dispatcher = cluster.dispatcher("dispatcher", &[("KOLBAK_CONSUMER_LAG_INTERVAL", "1s")])?;
+    // Every slot taken pauses the partition, and the stall watch checks every second with
+    // the shortest timeout: neither a held-back backlog nor the pauses may look like a stall.
+    let dispatcher = cluster.dispatcher(
+        "dispatcher",
+        &[
+            ("KOLBAK_CONSUMER_LAG_INTERVAL", "1s"),
+            ("KOLBAK_CONSUMER_STALL_TIMEOUT", "2s"),
+            ("KOLBAK_MAX_IN_FLIGHT", "2"),
+            ("KOLBAK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1"),
+        ],
+    )?;
     let series = format!(
         "kolbak_kafka_consumer_lag{{topic=\"{}\"}}",
         cluster.topic("events")
@@ -496,6 +506,12 @@ async fn the_consumer_lag_gauge_follows_the_backlog() -> TestResult {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let restarts = metric(&dispatcher, "kolbak_kafka_consumer_restarts_total").await?;
+    assert_eq!(
+        restarts,
+        Some(0),
+        "a consumer that was reading was restarted"
+    );
     Ok(())
 }
 
@@ -573,7 +589,14 @@ async fn a_broker_restart_mid_stream_loses_no_delivery() -> TestResult {
     api.subscribe(json!({"callback_url": receiver.url("steady"), "event": "a",
         "max_in_flight": 2}))
         .await?;
-    let dispatcher = cluster.dispatcher("dispatcher", &[])?;
+    // A consumer that stops reading after the restart starts over within seconds.
+    let dispatcher = cluster.dispatcher(
+        "dispatcher",
+        &[
+            ("KOLBAK_CONSUMER_LAG_INTERVAL", "1s"),
+            ("KOLBAK_CONSUMER_STALL_TIMEOUT", "10s"),
+        ],
+    )?;
     let mut published = cluster.publish_numbered("before", 30).await?;
     // Deliveries are in flight (two at a time, 100 ms each) when the broker goes away.
     receiver
@@ -628,5 +651,7 @@ async fn a_broker_restart_mid_stream_loses_no_delivery() -> TestResult {
             .await?;
         assert_eq!(deliveries.len(), 1, "{id}");
     }
+    let restarts = metric(&dispatcher, "kolbak_kafka_consumer_restarts_total").await?;
+    eprintln!("consumer restarts after the broker restart: {restarts:?}");
     Ok(())
 }

@@ -19,9 +19,7 @@ mod kube_api;
 
 use std::time::Duration;
 
-use cluster::{
-    Process, borrow, broker_up, brokers, cassandra_nodes, migrated_keyspace, service_up,
-};
+use cluster::{Process, TestKeyspace, borrow, broker_up, brokers, cassandra_nodes, service_up};
 use harness::{Client, Receiver, TestResult};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -50,12 +48,13 @@ async fn rest_and_kubectl_subscriptions_are_delivered_by_their_pools() -> TestRe
         return Ok(());
     }
     let namespace = kube_api::namespace(&kube, "kolbak-e2e").await?;
+    let keyspace = TestKeyspace::migrated()?;
     let env = [
         ("KOLBAK_REGISTRY", "kube".to_owned()),
         ("KOLBAK_KUBE_NAMESPACE", namespace.clone()),
         ("KOLBAK_KAFKA_TOPIC_PREFIX", format!("test.{}.", new_id())),
         ("KOLBAK_KAFKA_PARTITIONS", "2".to_owned()),
-        ("KOLBAK_CASSANDRA_KEYSPACE", migrated_keyspace()?),
+        ("KOLBAK_CASSANDRA_KEYSPACE", keyspace.name.clone()),
         ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
         ("KOLBAK_KAFKA_SESSION_TIMEOUT", "6s".to_owned()),
         ("KOLBAK_HEALTH_REPORT_INTERVAL", "1s".to_owned()),

@@ -14,16 +14,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use kolbak_core::kafka::rdkafka::config::ClientConfig;
-use kolbak_core::kafka::rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use kolbak_core::kafka::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use kolbak_core::kafka::rdkafka::message::{Headers, Message, OwnedMessage};
-use kolbak_core::kafka::rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use kolbak_core::kafka::rdkafka::producer::Producer;
+use kolbak_core::kafka::rdkafka::{Offset, TopicPartitionList};
 use kolbak_core::kafka::{
     HEADER_DUE_AT, KafkaConfig, KafkaTopics, KolbakClientContext, RetryMessage, SourceRecord,
 };
@@ -35,15 +34,15 @@ use tokio::time::Instant;
 
 use crate::attempt_runner::AttemptRunner;
 use crate::config::DispatcherConfig;
-use crate::consumer_lag::consumer_lag;
+use crate::consumer_context::{PoolContext, Trackers, lock};
 use crate::endpoint_lanes::EndpointLanes;
 use crate::error::{Error, Result};
 use crate::health_reporter::HealthReporter;
 use crate::metrics::DispatcherMetrics;
-use crate::offset_tracker::OffsetTracker;
 use crate::pool_config::PoolConfig;
 use crate::record_handler::RecordHandler;
 use crate::sender::WebhookSender;
+use crate::stall_watch::{PartitionKey, Stall, StallWatch, Verdict};
 use crate::subscription_cache::SubscriptionCache;
 
 /// How often finished offsets are committed.
@@ -52,6 +51,8 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const START_RETRY: Duration = Duration::from_secs(1);
 /// Longest a seek of a paused partition may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the stall watch waits for the broker to tell where a partition's log ends.
+const END_OFFSET_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The storage a Kafka dispatcher works with.
 pub struct KafkaDispatcherParts {
@@ -63,128 +64,6 @@ pub struct KafkaDispatcherParts {
     pub archive: Arc<dyn EventArchive>,
     /// Where the dispatcher's metrics are registered.
     pub metrics: MetricsRegistry,
-}
-
-/// A partition of a topic.
-type PartitionKey = (String, i32);
-
-/// The trackers of the partitions this consumer owns; each carries the generation it was
-/// created in, so a task finishing after its partition was revoked (and perhaps assigned
-/// again) cannot mark the new owner's record finished.
-#[derive(Default)]
-struct Trackers {
-    partitions: HashMap<PartitionKey, (u64, OffsetTracker)>,
-    generation: u64,
-}
-
-impl Trackers {
-    fn start(&mut self, key: &PartitionKey, offset: i64) -> u64 {
-        if !self.partitions.contains_key(key) {
-            self.generation += 1;
-            self.partitions
-                .insert(key.clone(), (self.generation, OffsetTracker::default()));
-        }
-        match self.partitions.get_mut(key) {
-            Some((generation, tracker)) => {
-                tracker.start(offset);
-                *generation
-            }
-            None => 0,
-        }
-    }
-
-    fn finish(&mut self, key: &PartitionKey, generation: u64, offset: i64) {
-        if let Some((current, tracker)) = self.partitions.get_mut(key)
-            && *current == generation
-        {
-            tracker.finish(offset);
-        }
-    }
-
-    /// The offsets to commit for `keys` (all partitions when `None`).
-    fn take_commits(&mut self, keys: Option<&[PartitionKey]>) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (key, (_, tracker)) in self.partitions.iter_mut() {
-            if keys.is_some_and(|keys| !keys.contains(key)) {
-                continue;
-            }
-            if let Some(offset) = tracker.take_commit() {
-                // Only fails for an offset out of range, which a tracker never yields.
-                let _ = list.add_partition_offset(&key.0, key.1, Offset::Offset(offset));
-            }
-        }
-        list
-    }
-}
-
-/// Commits the finished offsets of partitions being revoked before they go, and turns
-/// librdkafka's statistics into the consumer-lag gauge.
-struct PoolContext {
-    trackers: Arc<Mutex<Trackers>>,
-    metrics: DispatcherMetrics,
-}
-
-impl ClientContext for PoolContext {
-    fn log(
-        &self,
-        level: kolbak_core::kafka::rdkafka::config::RDKafkaLogLevel,
-        facility: &str,
-        message: &str,
-    ) {
-        KolbakClientContext.log(level, facility, message);
-    }
-
-    fn error(&self, error: kolbak_core::kafka::rdkafka::error::KafkaError, reason: &str) {
-        KolbakClientContext.error(error, reason);
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        self.metrics.set_consumer_lag(&consumer_lag(&statistics));
-    }
-}
-
-impl ConsumerContext for PoolContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(revoked) = rebalance else {
-            return;
-        };
-        let keys: Vec<PartitionKey> = revoked
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        let commits = {
-            let mut trackers = self.trackers.lock().unwrap_or_else(PoisonError::into_inner);
-            let commits = trackers.take_commits(Some(&keys));
-            for key in &keys {
-                trackers.partitions.remove(key);
-            }
-            commits
-        };
-        // Lost partitions (the member's session expired, e.g. while the broker was away) may
-        // already belong to another member: a commit for them is refused, and waiting for that
-        // answer inside the rebalance would hold up consuming. The new owner repeats the
-        // unfinished records instead, which the handler makes harmless.
-        if consumer.assignment_lost() {
-            tracing::warn!(
-                partitions = keys.len(),
-                "partitions lost; their progress is not committed"
-            );
-            return;
-        }
-        if commits.count() > 0
-            && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
-        {
-            tracing::warn!(%error, "commit on revoke failed; the new owner repeats some records");
-        }
-        tracing::info!(partitions = keys.len(), "partitions revoked");
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            tracing::info!(partitions = assigned.count(), "partitions assigned");
-        }
-    }
 }
 
 /// A record handled by a task, reported back so its offset can be committed.
@@ -202,6 +81,7 @@ pub struct KafkaDispatcher {
     refresh: Duration,
     session_timeout: Duration,
     lag_interval: Duration,
+    stall_timeout: Duration,
     health_interval: Duration,
     registry: Arc<dyn Registry>,
     archive: Arc<dyn EventArchive>,
@@ -234,6 +114,7 @@ impl KafkaDispatcher {
             refresh: pool.subscription_refresh,
             session_timeout: pool.kafka_session_timeout,
             lag_interval: pool.consumer_lag_interval,
+            stall_timeout: pool.consumer_stall_timeout,
             health_interval: pool.health_report_interval,
             registry: parts.registry,
             archive: parts.archive,
@@ -291,11 +172,13 @@ impl KafkaDispatcher {
             )),
         });
         let trackers = Arc::new(Mutex::new(Trackers::default()));
+        let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
         let consumer: StreamConsumer<PoolContext> = self
             .consumer_config()
             .create_with_context(PoolContext {
                 trackers: trackers.clone(),
                 metrics: self.metrics.clone(),
+                progress: progress_tx,
             })
             .map_err(|e| {
                 Error::Storage(CoreError::Configuration(format!(
@@ -326,6 +209,8 @@ impl KafkaDispatcher {
         // Partitions paused because every slot was taken.
         let mut full: HashSet<PartitionKey> = HashSet::new();
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        let mut stall_watch = StallWatch::new(self.stall_timeout);
+        let (end_tx, mut end_rx) = mpsc::unbounded_channel::<(PartitionKey, i64, i64)>();
         loop {
             let next_resume = paused.values().min().copied();
             tokio::select! {
@@ -336,6 +221,26 @@ impl KafkaDispatcher {
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = commit_tick.tick() => commit(&consumer, &trackers, CommitMode::Async),
+                Some(progress) = progress_rx.recv() => {
+                    let held = |key: &PartitionKey| paused.contains_key(key) || full.contains(key);
+                    match stall_watch.observe(&progress, Instant::now(), held) {
+                        Verdict::Fine => {}
+                        Verdict::Stalled(stall) => {
+                            resubscribe(&consumer, &consumed, &stall, &self.metrics);
+                            stall_watch.reset();
+                        }
+                        Verdict::Check(partitions) => {
+                            ask_end_offsets(&handler, partitions, end_tx.clone());
+                        }
+                    }
+                }
+                Some((key, position, end)) = end_rx.recv() => {
+                    let held = |key: &PartitionKey| paused.contains_key(key) || full.contains(key);
+                    if let Some(stall) = stall_watch.confirm(&key, position, end, held) {
+                        resubscribe(&consumer, &consumed, &stall, &self.metrics);
+                        stall_watch.reset();
+                    }
+                }
                 () = tokio::time::sleep_until(next_resume.unwrap_or_else(Instant::now)), if next_resume.is_some() => {
                     resume_due(&consumer, &mut paused);
                 }
@@ -343,7 +248,8 @@ impl KafkaDispatcher {
                     let message = match message {
                         Ok(message) => message.detach(),
                         Err(error) => {
-                            tracing::warn!(%error, "Kafka consumer error");
+                            // Connection trouble; the client context logged it already.
+                            tracing::debug!(%error, "Kafka consumer error");
                             continue;
                         }
                     };
@@ -448,8 +354,50 @@ impl KafkaDispatcher {
     }
 }
 
-fn lock(trackers: &Mutex<Trackers>) -> std::sync::MutexGuard<'_, Trackers> {
-    trackers.lock().unwrap_or_else(PoisonError::into_inner)
+/// Makes a stalled consumer start over: leaving the subscription revokes every partition
+/// (committing what finished), and subscribing again joins the group anew, with fresh fetchers
+/// from the committed offsets. Partitions it paused itself stay paused until it resumes them.
+fn resubscribe(
+    consumer: &StreamConsumer<PoolContext>,
+    topics: &[&str],
+    stall: &Stall,
+    metrics: &DispatcherMetrics,
+) {
+    tracing::warn!(%stall, "Kafka consumer stopped reading although records wait; re-subscribing");
+    metrics.consumer_restart();
+    consumer.unsubscribe();
+    if let Err(error) = consumer.subscribe(topics) {
+        // Only fails for an invalid topic list, which worked at start.
+        tracing::error!(%error, "cannot subscribe again");
+    }
+}
+
+/// Asks the broker where each partition's log ends, through the producer's connections (not
+/// the consumer's, which may be the stuck part), and sends `(partition, position, end)` back.
+fn ask_end_offsets(
+    handler: &Arc<RecordHandler>,
+    partitions: Vec<(PartitionKey, i64)>,
+    answers: mpsc::UnboundedSender<(PartitionKey, i64, i64)>,
+) {
+    let handler = handler.clone();
+    // A metadata request blocks: not on the runtime.
+    tokio::task::spawn_blocking(move || {
+        for (key, position) in partitions {
+            match handler
+                .producer
+                .client()
+                .fetch_watermarks(&key.0, key.1, END_OFFSET_TIMEOUT)
+            {
+                Ok((_, end)) => {
+                    tracing::debug!(topic = %key.0, partition = key.1, position, end, "end offset checked");
+                    let _ = answers.send((key, position, end));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, topic = %key.0, partition = key.1, "cannot read the end offset");
+                }
+            }
+        }
+    });
 }
 
 /// Commits every partition's finished offsets that moved.
@@ -579,32 +527,5 @@ async fn refresh_subscriptions(cache: Arc<RwLock<SubscriptionCache>>, refresh: D
         if let Err(error) = result {
             tracing::warn!(%error, "cannot refresh subscriptions");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_revoked_partitions_late_finish_does_not_touch_its_next_owner() {
-        let mut trackers = Trackers::default();
-        let key = ("kolbak.events".to_owned(), 0);
-        let old = trackers.start(&key, 5);
-        // Revoked, then assigned again: offset 5 is read anew.
-        trackers.partitions.remove(&key);
-        let new = trackers.start(&key, 5);
-        assert_ne!(old, new);
-        trackers.finish(&key, old, 5);
-        assert_eq!(trackers.take_commits(None).count(), 1);
-        let committed = trackers
-            .partitions
-            .get(&key)
-            .and_then(|(_, t)| t.committable());
-        assert_eq!(committed, Some(5), "5 is still in flight for the new owner");
-        trackers.finish(&key, new, 5);
-        let list = trackers.take_commits(None);
-        let offset = list.elements().first().map(|e| e.offset());
-        assert_eq!(offset, Some(Offset::Offset(6)));
     }
 }

@@ -30,6 +30,7 @@ pub mod attempt;
 pub mod attempt_runner;
 pub mod classify;
 pub mod config;
+pub mod consumer_context;
 pub mod consumer_lag;
 pub mod endpoint_lanes;
 pub mod engine;
@@ -45,6 +46,7 @@ pub mod retry_after;
 pub mod retry_schedule;
 pub mod sender;
 pub mod signature;
+pub mod stall_watch;
 pub mod subscription_cache;
 pub mod target_guard;
 

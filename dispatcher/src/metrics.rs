@@ -49,6 +49,7 @@ pub struct DispatcherMetrics {
     dead_letters: Family<DeadLetterLabels, Counter>,
     repeats: Counter,
     consumer_lag: Family<TopicLabels, Gauge>,
+    consumer_restarts: Counter,
 }
 
 impl DispatcherMetrics {
@@ -62,6 +63,7 @@ impl DispatcherMetrics {
             dead_letters: Family::default(),
             repeats: Counter::default(),
             consumer_lag: Family::default(),
+            consumer_restarts: Counter::default(),
         };
         registry.register(|r| {
             r.register(
@@ -100,6 +102,12 @@ impl DispatcherMetrics {
                 "Records of this process's partitions not yet finished and committed, by topic \
                  (on a retry tier this includes retries not due yet)",
                 metrics.consumer_lag.clone(),
+            );
+            r.register(
+                "kafka_consumer_restarts",
+                "Times the Kafka consumer re-subscribed because it stopped reading although \
+                 records waited for it",
+                metrics.consumer_restarts.clone(),
             );
         });
         metrics
@@ -143,6 +151,11 @@ impl DispatcherMetrics {
                 .get_or_create(&BacklogLabels { kind })
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Counts one re-subscription of a stalled consumer.
+    pub fn consumer_restart(&self) {
+        self.consumer_restarts.inc();
     }
 
     /// Sets the consumer-lag gauge of each topic in `lag`.

@@ -50,6 +50,15 @@ impl OffsetTracker {
         self.committed = Some(next);
         Some(next)
     }
+
+    /// Notes that the commit of `offset` (from [`OffsetTracker::take_commit`]) failed, so the
+    /// next call offers the committable offset again. A failure of an older commit, after a
+    /// newer one was handed out, changes nothing: the newer one covers it.
+    pub fn commit_failed(&mut self, offset: i64) {
+        if self.committed == Some(offset) {
+            self.committed = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +82,22 @@ mod tests {
         tracker.finish(14);
         assert_eq!(tracker.in_flight(), 0);
         assert_eq!(tracker.take_commit(), Some(15));
+        assert_eq!(tracker.take_commit(), None);
+    }
+
+    #[test]
+    fn a_failed_commit_is_offered_again() {
+        let mut tracker = OffsetTracker::default();
+        tracker.start(0);
+        tracker.finish(0);
+        assert_eq!(tracker.take_commit(), Some(1));
+        tracker.commit_failed(1);
+        assert_eq!(tracker.take_commit(), Some(1), "offered again");
+        tracker.start(1);
+        tracker.finish(1);
+        assert_eq!(tracker.take_commit(), Some(2));
+        // The answer to the commit of 1 came late: 2 is out already and covers it.
+        tracker.commit_failed(1);
         assert_eq!(tracker.take_commit(), None);
     }
 

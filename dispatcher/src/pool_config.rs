@@ -44,6 +44,13 @@ pub struct PoolConfig {
     /// 1h. Default `15s`.
     #[serde(with = "duration")]
     pub consumer_lag_interval: Duration,
+    /// How long a partition with records waiting may go without being read before the
+    /// consumer re-subscribes, taking a fresh assignment, fetchers and group membership
+    /// (`KOLBAK_CONSUMER_STALL_TIMEOUT`). Checked at every lag measurement, so at least twice
+    /// `KOLBAK_CONSUMER_LAG_INTERVAL`; at most 1h. Partitions the dispatcher paused itself
+    /// (retries not due, every slot busy) do not count. Default `2m`.
+    #[serde(with = "duration")]
+    pub consumer_stall_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -55,6 +62,7 @@ impl Default for PoolConfig {
             health_report_interval: Duration::from_secs(10),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             consumer_lag_interval: Duration::from_secs(15),
+            consumer_stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -102,6 +110,15 @@ impl Settings for PoolConfig {
             s(3600),
             "1s and 1h",
         )?;
+        if self.consumer_stall_timeout < self.consumer_lag_interval * 2
+            || self.consumer_stall_timeout > s(3600)
+        {
+            return Err(CoreError::Configuration(
+                "KOLBAK_CONSUMER_STALL_TIMEOUT must be between twice \
+                 KOLBAK_CONSUMER_LAG_INTERVAL and 1h"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -154,5 +171,18 @@ mod tests {
         };
         let error = config.validate().err().map(|e| e.to_string());
         assert!(error.is_some_and(|e| e.contains("KOLBAK_CONSUMER_LAG_INTERVAL")));
+        let config = PoolConfig {
+            consumer_lag_interval: Duration::from_secs(15),
+            consumer_stall_timeout: Duration::from_secs(20),
+            ..PoolConfig::default()
+        };
+        let error = config.validate().err().map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("KOLBAK_CONSUMER_STALL_TIMEOUT")));
+        let config = PoolConfig {
+            consumer_lag_interval: Duration::from_secs(1),
+            consumer_stall_timeout: Duration::from_secs(2),
+            ..PoolConfig::default()
+        };
+        assert!(config.validate().is_ok());
     }
 }

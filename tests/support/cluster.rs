@@ -77,18 +77,59 @@ pub fn run_script(script: &str, action: &str) -> TestResult {
     Ok(())
 }
 
-/// Creates a fresh Cassandra keyspace for one test with `kolbak migrate`.
-pub fn migrated_keyspace() -> Fallible<String> {
-    let keyspace = format!("kolbak_k_{}", kolbak_core::id::new_id());
-    let migrated = Command::new(env!("CARGO_BIN_EXE_kolbak"))
-        .args(["migrate", "--cassandra-keyspace", &keyspace])
-        .env("KOLBAK_CASSANDRA_NODES", cassandra_nodes())
-        .env("KOLBAK_LOG_FORMAT", "json")
-        .status()?;
-    if !migrated.success() {
-        return Err("kolbak migrate failed".into());
+/// A Cassandra keyspace of one test, created by `kolbak migrate` and dropped when the value is
+/// dropped: every keyspace costs the node heap, and test runs must not wear it out.
+pub struct TestKeyspace {
+    pub name: String,
+}
+
+impl TestKeyspace {
+    /// Creates and migrates a fresh keyspace.
+    pub fn migrated() -> Fallible<Self> {
+        let name = format!("kolbak_k_{}", kolbak_core::id::new_id());
+        let migrated = Command::new(env!("CARGO_BIN_EXE_kolbak"))
+            .args(["migrate", "--cassandra-keyspace", &name])
+            .env("KOLBAK_CASSANDRA_NODES", cassandra_nodes())
+            .env("KOLBAK_LOG_FORMAT", "json")
+            .status()?;
+        if !migrated.success() {
+            return Err("kolbak migrate failed".into());
+        }
+        Ok(Self { name })
     }
-    Ok(keyspace)
+}
+
+impl Drop for TestKeyspace {
+    /// Best effort, within 30 s: a keyspace left behind only costs the node memory. On a
+    /// thread of its own, since this may run inside the test's runtime.
+    fn drop(&mut self) {
+        let drop = format!("DROP KEYSPACE IF EXISTS {}", self.name);
+        let dropping = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let nodes: Vec<String> = cassandra_nodes().split(',').map(str::to_owned).collect();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < deadline {
+                    let session = scylla::client::session_builder::SessionBuilder::new()
+                        .known_nodes(&nodes)
+                        .build()
+                        .await;
+                    if let Ok(session) = session
+                        && session.query_unpaged(drop.as_str(), &[]).await.is_ok()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        });
+        let _ = dropping.join();
+    }
 }
 
 /// A running `kolbak <subcommand>`; killed when dropped. Its output goes to `log`.

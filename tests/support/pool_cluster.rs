@@ -10,7 +10,7 @@ use kolbak_core::kafka::DeadLetter;
 use serde_json::json;
 
 use crate::cluster::{
-    Process, borrow, broker_up, brokers, cassandra_nodes, migrated_keyspace, read_topic_until,
+    Process, TestKeyspace, borrow, broker_up, brokers, cassandra_nodes, read_topic_until,
     service_up,
 };
 use crate::harness::{self, Client, Fallible};
@@ -22,6 +22,8 @@ pub struct Cluster {
     pub env: Vec<(&'static str, String)>,
     pub ingress: Process,
     pub api: Client,
+    /// Last: dropped once the ingress is gone.
+    pub keyspace: TestKeyspace,
 }
 
 impl Cluster {
@@ -36,12 +38,12 @@ impl Cluster {
         {
             return Ok(None);
         }
-        let keyspace = migrated_keyspace()?;
+        let keyspace = TestKeyspace::migrated()?;
         let prefix = format!("test.{}.", new_id());
         let env = vec![
             ("KOLBAK_KAFKA_TOPIC_PREFIX", prefix.clone()),
             ("KOLBAK_KAFKA_PARTITIONS", partitions.to_string()),
-            ("KOLBAK_CASSANDRA_KEYSPACE", keyspace),
+            ("KOLBAK_CASSANDRA_KEYSPACE", keyspace.name.clone()),
             ("KOLBAK_DELIVERY_LOG", "cassandra".to_owned()),
             ("KOLBAK_RETRY_SCHEDULE", schedule.to_owned()),
             ("KOLBAK_POOL", "default".to_owned()),
@@ -58,6 +60,7 @@ impl Cluster {
             env,
             ingress,
             api,
+            keyspace,
         }))
     }
 
