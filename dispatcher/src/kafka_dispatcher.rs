@@ -254,12 +254,16 @@ impl KafkaDispatcher {
                         }
                     };
                     let key = (message.topic().to_owned(), message.partition());
+                    // A record put back (below) counts as in flight until it is read again and
+                    // finished, so no commit passes it even if the seek back failed.
                     if paused.contains_key(&key) || full.contains(&key) {
                         // Fetched before the pause took effect; it comes again after the seek.
+                        lock(&trackers).start(&key, message.offset());
                         continue;
                     }
                     let is_event = message.topic() == topics.events;
                     if !is_event && let Some(wait) = not_due_for(&message) {
+                        lock(&trackers).start(&key, message.offset());
                         if pause_at(&consumer, &message) {
                             paused.insert(key, Instant::now() + wait);
                         }
@@ -269,6 +273,7 @@ impl KafkaDispatcher {
                     // slot, so the loop keeps polling (and the member stays in the group however
                     // long deliveries take); resumed when a record finishes.
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        lock(&trackers).start(&key, message.offset());
                         if pause_at(&consumer, &message) {
                             full.insert(key);
                         }
@@ -432,8 +437,9 @@ fn not_due_for(message: &OwnedMessage) -> Option<Duration> {
 }
 
 /// Pauses the record's partition and seeks back to the record, so it is read again once the
-/// partition resumes. `false` when the pause failed (the record is then simply dropped from
-/// this poll; it is re-read after a restart or rebalance since its offset is not committed).
+/// partition resumes. `false` when the pause failed. Either way the caller keeps the record in
+/// flight, so commits stop short of it until it is read again (at the latest after a
+/// rebalance or restart).
 fn pause_at(consumer: &StreamConsumer<PoolContext>, message: &OwnedMessage) -> bool {
     let mut list = TopicPartitionList::new();
     list.add_partition(message.topic(), message.partition());
