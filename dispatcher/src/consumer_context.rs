@@ -81,8 +81,9 @@ impl Trackers {
     }
 }
 
-/// Commits the finished offsets of partitions being revoked before they go, and turns
-/// librdkafka's statistics into the consumer-lag gauge.
+/// Commits the finished offsets of partitions being revoked before they go, offers failed
+/// commits again, and turns librdkafka's statistics into the consumer-lag gauge and the stall
+/// watch's progress reports.
 pub struct PoolContext {
     /// The trackers of the consumer's partitions.
     pub trackers: Arc<Mutex<Trackers>>,
