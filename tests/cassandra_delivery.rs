@@ -142,7 +142,11 @@ async fn a_cassandra_restart_while_delivering_loses_no_record() -> TestResult {
     );
     for delivery in &logged {
         let id = delivery["id"].as_str().unwrap_or_default();
-        let detail = api.get(&format!("/v1/deliveries/{id}")).await?;
+        let detail = api
+            .wait_for_attempts(id, Duration::from_secs(10), |attempts| {
+                attempts.last().is_some_and(|a| a["response_code"] == 200)
+            })
+            .await?;
         let attempts = detail["data"]["attempts"]
             .as_array()
             .cloned()

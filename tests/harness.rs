@@ -289,6 +289,32 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// `GET /v1/deliveries/{id}` once its attempts satisfy `done`. The Cassandra log writes an
+    /// attempt's row after the delivery's new state, so for a moment the state can be ahead of
+    /// the attempts listed.
+    pub async fn wait_for_attempts(
+        &self,
+        delivery_id: &str,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Fallible<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let detail = self.get(&format!("/v1/deliveries/{delivery_id}")).await?;
+            let attempts = detail["data"]["attempts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if done(&attempts) {
+                return Ok(detail);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("attempts of {delivery_id} never settled: {detail}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// One request the receiver got.

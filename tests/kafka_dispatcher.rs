@@ -91,12 +91,9 @@ async fn deliveries_retry_through_the_tiers_and_exhausted_ones_are_dead_lettered
         .as_str()
         .ok_or("no id")?
         .to_owned();
-    let detail = api.get(&format!("/v1/deliveries/{down_id}")).await?;
-    assert_eq!(
-        detail["data"]["attempts"].as_array().map(Vec::len),
-        Some(3),
-        "{detail}"
-    );
+    // Every attempt is in the log (fails with the delivery shown if not).
+    api.wait_for_attempts(&down_id, timeout, |attempts| attempts.len() == 3)
+        .await?;
 
     let letters = cluster
         .dead_letters(|letters| {
