@@ -4,6 +4,7 @@
 //! [`Trackers`] of finished offsets it shares with the poll loop.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kolbak_core::kafka::KolbakClientContext;
@@ -65,6 +66,12 @@ impl Trackers {
         }
     }
 
+    /// Forgets every partition, when the consumer is replaced: records still in flight finish
+    /// into nothing (their generation is gone), and the successor reads them again.
+    pub fn clear(&mut self) {
+        self.partitions.clear();
+    }
+
     /// The offsets to commit for `keys` (all partitions when `None`).
     pub fn take_commits(&mut self, keys: Option<&[PartitionKey]>) -> TopicPartitionList {
         let mut list = TopicPartitionList::new();
@@ -91,6 +98,34 @@ pub struct PoolContext {
     pub metrics: DispatcherMetrics,
     /// Where each statistics report's progress goes, for the [`crate::stall_watch`].
     pub progress: mpsc::UnboundedSender<ConsumerProgress>,
+    /// Set when the consumer is replaced: from then on its callbacks leave the trackers, the
+    /// gauges and the stall watch to its successor.
+    pub retired: AtomicBool,
+}
+
+impl PoolContext {
+    /// A context for a new consumer.
+    pub fn new(
+        trackers: Arc<Mutex<Trackers>>,
+        metrics: DispatcherMetrics,
+        progress: mpsc::UnboundedSender<ConsumerProgress>,
+    ) -> Self {
+        Self {
+            trackers,
+            metrics,
+            progress,
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops this context's callbacks from touching shared state; see [`Self::retired`].
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
 }
 
 impl ClientContext for PoolContext {
@@ -108,6 +143,9 @@ impl ClientContext for PoolContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        if self.is_retired() {
+            return;
+        }
         self.metrics.set_consumer_lag(&consumer_lag(&statistics));
         // The dispatcher only stops listening when it stops.
         let _ = self
@@ -121,6 +159,9 @@ impl ConsumerContext for PoolContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
+        if self.is_retired() {
+            return;
+        }
         let keys: Vec<PartitionKey> = revoked
             .elements()
             .iter()
@@ -167,7 +208,9 @@ impl ConsumerContext for PoolContext {
         result: kolbak_core::kafka::rdkafka::error::KafkaResult<()>,
         offsets: &TopicPartitionList,
     ) {
-        if let Err(error) = result {
+        if let Err(error) = result
+            && !self.is_retired()
+        {
             tracing::debug!(%error, partitions = offsets.count(), "offset commit failed; retrying");
             lock(&self.trackers).commit_failed(offsets);
         }

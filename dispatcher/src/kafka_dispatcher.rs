@@ -42,7 +42,7 @@ use crate::metrics::DispatcherMetrics;
 use crate::pool_config::PoolConfig;
 use crate::record_handler::RecordHandler;
 use crate::sender::WebhookSender;
-use crate::stall_watch::{PartitionKey, Stall, StallWatch, Verdict};
+use crate::stall_watch::{ConsumerProgress, PartitionKey, StallWatch, Verdict};
 use crate::subscription_cache::SubscriptionCache;
 
 /// How often finished offsets are committed.
@@ -173,27 +173,13 @@ impl KafkaDispatcher {
         });
         let trackers = Arc::new(Mutex::new(Trackers::default()));
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
-        let consumer: StreamConsumer<PoolContext> = self
-            .consumer_config()
-            .create_with_context(PoolContext {
-                trackers: trackers.clone(),
-                metrics: self.metrics.clone(),
-                progress: progress_tx,
-            })
-            .map_err(|e| {
-                Error::Storage(CoreError::Configuration(format!(
-                    "cannot create the Kafka consumer: {e}"
-                )))
-            })?;
         // Everything but the dead letters, which are for people and other tools.
         let consumed: Vec<&str> = topics
             .all()
             .into_iter()
             .filter(|t| *t != topics.dead_letters)
             .collect();
-        consumer
-            .subscribe(&consumed)
-            .map_err(|e| Error::Storage(CoreError::storage(e)))?;
+        let mut consumer = self.subscribed_consumer(&trackers, &progress_tx, &consumed)?;
         tracing::info!(
             group = %self.group_id(),
             topics = %consumed.join(","),
@@ -212,6 +198,7 @@ impl KafkaDispatcher {
         let mut stall_watch = StallWatch::new(self.stall_timeout);
         let (end_tx, mut end_rx) = mpsc::unbounded_channel::<(PartitionKey, i64, i64)>();
         loop {
+            let mut stalled = None;
             let next_resume = paused.values().min().copied();
             tokio::select! {
                 () = &mut shutdown => break,
@@ -225,10 +212,7 @@ impl KafkaDispatcher {
                     let held = |key: &PartitionKey| paused.contains_key(key) || full.contains(key);
                     match stall_watch.observe(&progress, Instant::now(), held) {
                         Verdict::Fine => {}
-                        Verdict::Stalled(stall) => {
-                            resubscribe(&consumer, &consumed, &stall, &self.metrics);
-                            stall_watch.reset();
-                        }
+                        Verdict::Stalled(stall) => stalled = Some(stall),
                         Verdict::Check(partitions) => {
                             ask_end_offsets(&handler, partitions, end_tx.clone());
                         }
@@ -236,10 +220,7 @@ impl KafkaDispatcher {
                 }
                 Some((key, position, end)) = end_rx.recv() => {
                     let held = |key: &PartitionKey| paused.contains_key(key) || full.contains(key);
-                    if let Some(stall) = stall_watch.confirm(&key, position, end, held) {
-                        resubscribe(&consumer, &consumed, &stall, &self.metrics);
-                        stall_watch.reset();
-                    }
+                    stalled = stall_watch.confirm(&key, position, end, held);
                 }
                 () = tokio::time::sleep_until(next_resume.unwrap_or_else(Instant::now)), if next_resume.is_some() => {
                     resume_due(&consumer, &mut paused);
@@ -301,6 +282,24 @@ impl KafkaDispatcher {
                     });
                 }
             }
+            if let Some(stall) = stalled {
+                tracing::warn!(%stall, "Kafka consumer stuck; replacing it");
+                self.metrics.consumer_restart();
+                match self.subscribed_consumer(&trackers, &progress_tx, &consumed) {
+                    Ok(successor) => {
+                        let stuck = std::mem::replace(&mut consumer, successor);
+                        // The successor reads every unfinished record again from the committed
+                        // offsets, in a fresh group membership; nothing it pauses is paused yet.
+                        stuck.context().retire();
+                        lock(&trackers).clear();
+                        paused.clear();
+                        full.clear();
+                        stall_watch.reset();
+                        close_in_background(stuck);
+                    }
+                    Err(error) => tracing::error!(%error, "cannot replace the Kafka consumer"),
+                }
+            }
         }
 
         tracing::info!(
@@ -339,6 +338,28 @@ impl KafkaDispatcher {
         Ok(())
     }
 
+    /// A consumer of the pool's group, subscribed to `topics`, sharing `trackers`.
+    fn subscribed_consumer(
+        &self,
+        trackers: &Arc<Mutex<Trackers>>,
+        progress: &mpsc::UnboundedSender<ConsumerProgress>,
+        topics: &[&str],
+    ) -> Result<StreamConsumer<PoolContext>> {
+        let context = PoolContext::new(trackers.clone(), self.metrics.clone(), progress.clone());
+        let consumer: StreamConsumer<PoolContext> = self
+            .consumer_config()
+            .create_with_context(context)
+            .map_err(|e| {
+                Error::Storage(CoreError::Configuration(format!(
+                    "cannot create the Kafka consumer: {e}"
+                )))
+            })?;
+        consumer
+            .subscribe(topics)
+            .map_err(|e| Error::Storage(CoreError::storage(e)))?;
+        Ok(consumer)
+    }
+
     fn consumer_config(&self) -> ClientConfig {
         let mut config = self.kafka.client_config();
         config
@@ -359,21 +380,18 @@ impl KafkaDispatcher {
     }
 }
 
-/// Makes a stalled consumer start over: leaving the subscription revokes every partition
-/// (committing what finished), and subscribing again joins the group anew, with fresh fetchers
-/// from the committed offsets. Partitions it paused itself stay paused until it resumes them.
-fn resubscribe(
-    consumer: &StreamConsumer<PoolContext>,
-    topics: &[&str],
-    stall: &Stall,
-    metrics: &DispatcherMetrics,
-) {
-    tracing::warn!(%stall, "Kafka consumer stopped reading although records wait; re-subscribing");
-    metrics.consumer_restart();
-    consumer.unsubscribe();
-    if let Err(error) = consumer.subscribe(topics) {
-        // Only fails for an invalid topic list, which worked at start.
-        tracing::error!(%error, "cannot subscribe again");
+/// Leaves the group and frees a replaced consumer on a thread of its own, not waited for: a
+/// stuck client may never finish closing, and that must hold up neither the loop nor shutdown.
+fn close_in_background(consumer: StreamConsumer<PoolContext>) {
+    let closing = std::thread::Builder::new()
+        .name("kafka-consumer-close".to_owned())
+        .spawn(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+            tracing::info!("replaced Kafka consumer closed");
+        });
+    if let Err(error) = closing {
+        tracing::warn!(%error, "cannot start a thread to close the replaced Kafka consumer");
     }
 }
 

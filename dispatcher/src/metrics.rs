@@ -105,8 +105,8 @@ impl DispatcherMetrics {
             );
             r.register(
                 "kafka_consumer_restarts",
-                "Times the Kafka consumer re-subscribed because it stopped reading although \
-                 records waited for it",
+                "Times the Kafka consumer was replaced because it stopped reading although \
+                 records waited for it, or its group membership was stuck",
                 metrics.consumer_restarts.clone(),
             );
         });
@@ -153,7 +153,7 @@ impl DispatcherMetrics {
         }
     }
 
-    /// Counts one re-subscription of a stalled consumer.
+    /// Counts one replacement of a stuck consumer.
     pub fn consumer_restart(&self) {
         self.consumer_restarts.inc();
     }

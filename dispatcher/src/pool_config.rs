@@ -44,9 +44,9 @@ pub struct PoolConfig {
     /// 1h. Default `15s`.
     #[serde(with = "duration")]
     pub consumer_lag_interval: Duration,
-    /// How long a partition with records waiting may go without being read before the
-    /// consumer re-subscribes, taking a fresh assignment, fetchers and group membership
-    /// (`KOLBAK_CONSUMER_STALL_TIMEOUT`). Checked at every lag measurement, so at least twice
+    /// How long a partition with records waiting may go without being read, or the group
+    /// membership stay stuck, before the consumer is replaced by a new one that joins the group
+    /// afresh and reads from the committed offsets (`KOLBAK_CONSUMER_STALL_TIMEOUT`). Checked at every lag measurement, so at least twice
     /// `KOLBAK_CONSUMER_LAG_INTERVAL`; at most 1h. Partitions the dispatcher paused itself
     /// (retries not due, every slot busy) do not count. Default `2m`.
     #[serde(with = "duration")]

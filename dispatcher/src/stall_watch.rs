@@ -1,6 +1,6 @@
 //! [`StallWatch`]: notices a Kafka consumer that stopped reading although records wait for
-//! it, so the dispatcher can re-subscribe (a fresh assignment, fresh fetchers, a fresh group
-//! membership) instead of idling until someone restarts it. Consumers built on librdkafka have
+//! it, or whose group membership is stuck, so the dispatcher can replace it (a fresh client,
+//! group membership and assignment) instead of idling until someone restarts it. Consumers built on librdkafka have
 //! been reported not to resume fetching after a broker restart; this bounds how long such a
 //! stall lasts.
 //!
@@ -11,9 +11,11 @@
 //!   end offset comes from fetch responses, so it goes stale exactly when fetching stops:
 //!   when it shows nothing waiting, the watch asks for the broker's end offset
 //!   ([`Verdict::Check`]) and the dispatcher confirms with [`StallWatch::confirm`];
-//! - a group membership that has not been steady for the timeout plus librdkafka's rebalance
-//!   limit (`max.poll.interval.ms`, 5 minutes), while a broker is reachable: no legitimate
-//!   rebalance lasts that long.
+//! - a group membership that has not been steady for too long while a broker is reachable:
+//!   for the timeout in the steps that only wait for this process (handing partitions over,
+//!   taking them, finishing outstanding commits) — seen stuck after a broker restart, with the
+//!   assignment lost and no rejoin; otherwise for the timeout plus librdkafka's rebalance limit
+//!   (`max.poll.interval.ms`, 5 minutes), since no legitimate rebalance lasts that long.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +30,15 @@ pub type PartitionKey = (String, i32);
 /// Longest a rebalance may legitimately take: librdkafka's default `max.poll.interval.ms`,
 /// which is the rebalance timeout it gives the broker.
 const REBALANCE_LIMIT: Duration = Duration::from_secs(300);
+
+/// librdkafka join states that wait only for this process (its rebalance callbacks, its
+/// outstanding commits), never for the broker or other members.
+const LOCAL_JOIN_STATES: [&str; 4] = [
+    "wait-unassign-call",
+    "wait-unassign-to-complete",
+    "wait-incr-unassign-to-complete",
+    "wait-assign-call",
+];
 
 /// Where one assigned partition's reading stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +114,7 @@ fn progress(partition: &Partition) -> Option<PartitionProgress> {
 pub enum Stall {
     /// Partitions with records waiting whose position did not move for the timeout.
     Partitions(Vec<(PartitionKey, PartitionProgress)>),
-    /// The group membership was not steady for the timeout plus the rebalance limit.
+    /// The group membership was not steady for too long.
     Group {
         /// The join state it was in.
         join_state: String,
@@ -205,7 +216,12 @@ impl StallWatch {
         match &progress.join_state {
             Some(state) if state != "steady" && progress.broker_up => {
                 let since = *self.unsteady_since.get_or_insert(now);
-                if now.duration_since(since) >= self.timeout + REBALANCE_LIMIT {
+                let limit = if LOCAL_JOIN_STATES.contains(&state.as_str()) {
+                    self.timeout
+                } else {
+                    self.timeout + REBALANCE_LIMIT
+                };
+                if now.duration_since(since) >= limit {
                     return Verdict::Stalled(Stall::Group {
                         join_state: state.clone(),
                     });
@@ -438,6 +454,35 @@ mod tests {
             Verdict::Stalled(Stall::Group {
                 join_state: "wait-join".to_owned()
             })
+        );
+    }
+
+    #[test]
+    fn a_membership_stuck_handing_its_partitions_over_is_a_stall_after_the_timeout() {
+        let mut watch = StallWatch::new(TIMEOUT);
+        let t0 = Instant::now();
+        let mut unassigning = report(&[]);
+        unassigning.join_state = Some("wait-incr-unassign-to-complete".to_owned());
+        assert_eq!(watch.observe(&unassigning, t0, nothing_held), Verdict::Fine);
+        let almost = t0 + TIMEOUT - Duration::from_secs(1);
+        assert_eq!(
+            watch.observe(&unassigning, almost, nothing_held),
+            Verdict::Fine
+        );
+        assert_eq!(
+            watch.observe(&unassigning, t0 + TIMEOUT, nothing_held),
+            Verdict::Stalled(Stall::Group {
+                join_state: "wait-incr-unassign-to-complete".to_owned()
+            })
+        );
+        // Steady in between starts the clock over.
+        watch.reset();
+        assert_eq!(watch.observe(&unassigning, t0, nothing_held), Verdict::Fine);
+        let steady = report(&[]);
+        assert_eq!(watch.observe(&steady, almost, nothing_held), Verdict::Fine);
+        assert_eq!(
+            watch.observe(&unassigning, t0 + TIMEOUT, nothing_held),
+            Verdict::Fine
         );
     }
 
