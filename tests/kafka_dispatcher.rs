@@ -457,7 +457,7 @@ async fn the_consumer_lag_gauge_follows_the_backlog() -> TestResult {
     let receiver = Receiver::start().await?;
     let slow = Answer {
         status: 200,
-        delay: Duration::from_millis(700),
+        delay: Duration::from_millis(2000),
     };
     receiver.default_for("slow", slow);
     let api = &cluster.api;
@@ -465,13 +465,14 @@ async fn the_consumer_lag_gauge_follows_the_backlog() -> TestResult {
         .await?;
     let total = 8;
     cluster.publish_numbered("lag", total).await?;
-    // Every slot taken pauses the partition, and the stall watch checks every second with
-    // the shortest timeout: neither a held-back backlog nor the pauses may look like a stall.
+    // Every slot taken pauses the partition, and the stall watch checks every second with the
+    // shortest timeout it takes (twice the 6 s session timeout), which the 16 s backlog
+    // outlasts: neither a held-back backlog nor the pauses may look like a stall.
     let dispatcher = cluster.dispatcher(
         "dispatcher",
         &[
             ("KOLBAK_CONSUMER_LAG_INTERVAL", "1s"),
-            ("KOLBAK_CONSUMER_STALL_TIMEOUT", "2s"),
+            ("KOLBAK_CONSUMER_STALL_TIMEOUT", "12s"),
             ("KOLBAK_MAX_IN_FLIGHT", "2"),
             ("KOLBAK_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1"),
         ],
@@ -481,7 +482,7 @@ async fn the_consumer_lag_gauge_follows_the_backlog() -> TestResult {
         cluster.topic("events")
     );
     let lag = || metric(&dispatcher, &series);
-    // One delivery at a time, each answered after 700 ms: the events wait, and the gauge says so.
+    // One delivery at a time, each answered after 2 s: the events wait, and the gauge says so.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut highest = 0;
     while highest == 0 && tokio::time::Instant::now() < deadline {
@@ -591,7 +592,7 @@ async fn a_broker_restart_mid_stream_loses_no_delivery() -> TestResult {
         "dispatcher",
         &[
             ("KOLBAK_CONSUMER_LAG_INTERVAL", "1s"),
-            ("KOLBAK_CONSUMER_STALL_TIMEOUT", "10s"),
+            ("KOLBAK_CONSUMER_STALL_TIMEOUT", "15s"),
         ],
     )?;
     let mut published = cluster.publish_numbered("before", 30).await?;

@@ -47,7 +47,8 @@ pub struct PoolConfig {
     /// How long a partition with records waiting may go without being read, or the group
     /// membership stay stuck, before the consumer is replaced by a new one that joins the group
     /// afresh and reads from the committed offsets (`KOLBAK_CONSUMER_STALL_TIMEOUT`). Checked at every lag measurement, so at least twice
-    /// `KOLBAK_CONSUMER_LAG_INTERVAL`; at most 1h. Partitions the dispatcher paused itself
+    /// `KOLBAK_CONSUMER_LAG_INTERVAL`, and at least twice `KOLBAK_KAFKA_SESSION_TIMEOUT` (no
+    /// rebalance of a healthy pool takes longer); at most 1h. Partitions the dispatcher paused itself
     /// (retries not due, every slot busy) do not count. Default `2m`.
     #[serde(with = "duration")]
     pub consumer_stall_timeout: Duration,
@@ -110,12 +111,12 @@ impl Settings for PoolConfig {
             s(3600),
             "1s and 1h",
         )?;
-        if self.consumer_stall_timeout < self.consumer_lag_interval * 2
-            || self.consumer_stall_timeout > s(3600)
-        {
+        let least = (self.consumer_lag_interval * 2).max(self.kafka_session_timeout * 2);
+        if self.consumer_stall_timeout < least || self.consumer_stall_timeout > s(3600) {
             return Err(CoreError::Configuration(
-                "KOLBAK_CONSUMER_STALL_TIMEOUT must be between twice \
-                 KOLBAK_CONSUMER_LAG_INTERVAL and 1h"
+                "KOLBAK_CONSUMER_STALL_TIMEOUT must be at least twice \
+                 KOLBAK_CONSUMER_LAG_INTERVAL and twice KOLBAK_KAFKA_SESSION_TIMEOUT, and at \
+                 most 1h"
                     .into(),
             ));
         }
@@ -180,8 +181,15 @@ mod tests {
         assert!(error.is_some_and(|e| e.contains("KOLBAK_CONSUMER_STALL_TIMEOUT")));
         let config = PoolConfig {
             consumer_lag_interval: Duration::from_secs(1),
-            consumer_stall_timeout: Duration::from_secs(2),
+            kafka_session_timeout: Duration::from_secs(6),
+            consumer_stall_timeout: Duration::from_secs(11),
             ..PoolConfig::default()
+        };
+        let error = config.validate().err().map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("KOLBAK_KAFKA_SESSION_TIMEOUT")));
+        let config = PoolConfig {
+            consumer_stall_timeout: Duration::from_secs(12),
+            ..config
         };
         assert!(config.validate().is_ok());
     }

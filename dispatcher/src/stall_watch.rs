@@ -11,11 +11,11 @@
 //!   end offset comes from fetch responses, so it goes stale exactly when fetching stops:
 //!   when it shows nothing waiting, the watch asks for the broker's end offset
 //!   ([`Verdict::Check`]) and the dispatcher confirms with [`StallWatch::confirm`];
-//! - a group membership that has not been steady for too long while a broker is reachable:
-//!   for the timeout in the steps that only wait for this process (handing partitions over,
-//!   taking them, finishing outstanding commits) — seen stuck after a broker restart, with the
-//!   assignment lost and no rejoin; otherwise for the timeout plus librdkafka's rebalance limit
-//!   (`max.poll.interval.ms`, 5 minutes), since no legitimate rebalance lasts that long.
+//! - a group membership that has not been steady for the timeout while a broker is reachable
+//!   (seen after a broker restart: the assignment lost, and no rejoin). In a pool every member
+//!   answers a rebalance from its poll loop at once and a dead member is dropped after the
+//!   session timeout, so a rebalance that takes longer than twice the session timeout (the
+//!   least the stall timeout may be) is stuck.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,19 +26,6 @@ use tokio::time::Instant;
 
 /// A partition of a topic.
 pub type PartitionKey = (String, i32);
-
-/// Longest a rebalance may legitimately take: librdkafka's default `max.poll.interval.ms`,
-/// which is the rebalance timeout it gives the broker.
-const REBALANCE_LIMIT: Duration = Duration::from_secs(300);
-
-/// librdkafka join states that wait only for this process (its rebalance callbacks, its
-/// outstanding commits), never for the broker or other members.
-const LOCAL_JOIN_STATES: [&str; 4] = [
-    "wait-unassign-call",
-    "wait-unassign-to-complete",
-    "wait-incr-unassign-to-complete",
-    "wait-assign-call",
-];
 
 /// Where one assigned partition's reading stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +101,7 @@ fn progress(partition: &Partition) -> Option<PartitionProgress> {
 pub enum Stall {
     /// Partitions with records waiting whose position did not move for the timeout.
     Partitions(Vec<(PartitionKey, PartitionProgress)>),
-    /// The group membership was not steady for too long.
+    /// The group membership was not steady for the timeout.
     Group {
         /// The join state it was in.
         join_state: String,
@@ -216,12 +203,7 @@ impl StallWatch {
         match &progress.join_state {
             Some(state) if state != "steady" && progress.broker_up => {
                 let since = *self.unsteady_since.get_or_insert(now);
-                let limit = if LOCAL_JOIN_STATES.contains(&state.as_str()) {
-                    self.timeout
-                } else {
-                    self.timeout + REBALANCE_LIMIT
-                };
-                if now.duration_since(since) >= limit {
+                if now.duration_since(since) >= self.timeout {
                     return Verdict::Stalled(Stall::Group {
                         join_state: state.clone(),
                     });
@@ -431,12 +413,12 @@ mod tests {
     }
 
     #[test]
-    fn a_membership_unsteady_past_any_rebalance_is_a_stall_only_with_a_broker_up() {
+    fn an_unsteady_membership_is_a_stall_only_with_a_broker_up() {
         let mut watch = StallWatch::new(TIMEOUT);
         let t0 = Instant::now();
         let mut joining = report(&[]);
         joining.join_state = Some("wait-join".to_owned());
-        let limit = TIMEOUT + REBALANCE_LIMIT;
+        let limit = TIMEOUT;
         assert_eq!(watch.observe(&joining, t0, nothing_held), Verdict::Fine);
         let almost = t0 + limit - Duration::from_secs(1);
         assert_eq!(watch.observe(&joining, almost, nothing_held), Verdict::Fine);
