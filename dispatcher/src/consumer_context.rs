@@ -100,7 +100,7 @@ pub struct PoolContext {
     pub progress: mpsc::UnboundedSender<ConsumerProgress>,
     /// Set when the consumer is replaced: from then on its callbacks leave the trackers, the
     /// gauges and the stall watch to its successor.
-    pub retired: AtomicBool,
+    retired: AtomicBool,
 }
 
 impl PoolContext {
@@ -118,7 +118,8 @@ impl PoolContext {
         }
     }
 
-    /// Stops this context's callbacks from touching shared state; see [`Self::retired`].
+    /// Stops this context's callbacks from touching the trackers, the gauges and the stall
+    /// watch, once a successor has taken over.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
     }
